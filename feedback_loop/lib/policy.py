@@ -1,0 +1,78 @@
+"""The loop's numeric requirements (from the reference documents), each defined once.
+
+Values that operators may change at run time (blend weight, trading mode, thresholds,
+position limits) are persisted in `reference_portfolio_config`; the defaults here are
+the column defaults of that table, and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# --- blend weight (ML share of the blended confidence) -------------------------------
+BLEND_WEIGHT_DEFAULT = 0.20
+BLEND_WEIGHT_MIN = 0.10
+BLEND_WEIGHT_MAX = 0.70
+BLEND_WEIGHT_STEP = 0.10
+#: ML must lead/lag the heuristic by more than this win-rate difference (fraction) to move.
+BLEND_WEIGHT_WIN_RATE_MARGIN_FRAC = 0.05
+#: Minimum resolved shadow outcomes on each side before the weight may move.
+BLEND_WEIGHT_MIN_OUTCOMES_PER_SIDE = 20
+BLEND_WEIGHT_WINDOW_DAYS = 30
+
+# --- blending ------------------------------------------------------------------------
+AGREE_MULTIPLIER = 1.1
+AGREE_CAP = 0.98
+SAME_DIRECTION_MULTIPLIER = 0.85
+OPPOSITE_MULTIPLIER = 0.5
+
+# --- heuristic -----------------------------------------------------------------------
+HEURISTIC_BASE_CONFIDENCE = 0.5
+HEURISTIC_MIN_TRADES = 2
+BUY_SELL_RATIO_CAP = 10.0
+
+# --- promotion gate (absolute improvements) -------------------------------------------
+PROMOTION_MIN_ACCURACY_GAIN = 0.02
+PROMOTION_MIN_F1_GAIN = 0.03
+
+# --- outcomes ------------------------------------------------------------------------
+WIN_THRESHOLD_PCT = 0.5
+
+# --- drift ---------------------------------------------------------------------------
+DRIFT_KS_THRESHOLD = 0.15
+DRIFT_PSI_THRESHOLD = 0.2
+DRIFT_FEATURES_FOR_RETRAIN = 3
+DRIFT_ACCURACY_DROP = 0.05
+DRIFT_MIN_LIVE_ROWS = 50
+DRIFT_MIN_REFERENCE_ROWS = 100
+DRIFT_MIN_RESOLVED_OUTCOMES = 30
+
+# --- sensors -------------------------------------------------------------------------
+NEW_OUTCOMES_RETRAIN_COUNT = 20
+DEGRADATION_WIN_RATE = 0.35
+DEGRADATION_WINDOW_DAYS = 30
+DEGRADATION_MIN_OUTCOMES = 20
+OUTCOME_WINDOW_DAYS = 90
+
+
+@dataclass(frozen=True)
+class PortfolioPolicy:
+    """Signal thresholds and paper-portfolio rules; persisted in reference_portfolio_config."""
+
+    min_signal_confidence: float = 0.65
+    min_queue_confidence: float = 0.75
+    risk_check_confidence: float = 0.70
+    risk_check_open_positions: int = 15
+    max_open_positions: int = 30
+    max_hold_days: int = 60
+    trailing_stop_frac: float = 0.20
+    atr_stop_multiple: float = 1.5
+    atr_window_days: int = 20
+    fallback_stop_frac: float = 0.10
+    initial_capital: float = 100_000.0
+    base_position_frac: float = 0.02
+    max_position_frac: float = 0.05
+    #: Shadow outcomes: realized return of every signal over this many trading days.
+    shadow_horizon_days: int = 20
+    ml_blend_weight: float = BLEND_WEIGHT_DEFAULT
+    trading_mode: str = "paper"

@@ -1,0 +1,71 @@
+"""Shared fixtures: a throwaway PostgreSQL cluster per test session, a fresh migrated database per test."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from feedback_loop.lib import db
+from feedback_loop.lib.pgcluster import LocalCluster
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> LocalCluster:
+    # Under /tmp itself: pytest's own temp root is private to the current user, and a
+    # root-run suite hands the cluster to the unprivileged `postgres` user.
+    cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="feedback-loop-pg-")))
+    cluster.up()
+    yield cluster
+    cluster.down()
+    shutil.rmtree(cluster.state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def template_url(pg_cluster) -> str:
+    """A migrated database used as the template of every per-test database."""
+    url = pg_cluster.url("fl_template")
+    admin = sa.create_engine(pg_cluster.url("postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text("CREATE DATABASE fl_template"))
+    admin.dispose()
+    engine = sa.create_engine(url)
+    db.migrate(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def db_url(pg_cluster, template_url) -> str:
+    """URL of a fresh database holding the full schema, dropped after the test."""
+    name = f"t_{os.getpid()}_{next(_counter)}"
+    admin = sa.create_engine(pg_cluster.url("postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE fl_template'))
+    yield pg_cluster.url(name)
+    db.engine_for.cache_clear()
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def engine(db_url) -> sa.Engine:
+    eng = sa.create_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent; integration tests over it are skipped")
+    return SHARED_DATA
