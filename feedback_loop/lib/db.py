@@ -96,3 +96,46 @@ def migrate(engine: sa.Engine) -> list[str]:
             conn.execute(sa.text("INSERT INTO schema_migrations (filename) VALUES (:f)"), {"f": path.name})
             applied_now.append(path.name)
     return applied_now
+
+
+def _db_value(value):
+    """Convert pandas/numpy scalars to what psycopg2 adapts (NaN/NaT -> NULL, dict/list -> JSON)."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=float)
+    if value is None or (not isinstance(value, (str, bytes)) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.date()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def upsert_frame(conn: sa.Connection, table: str, frame, key_columns: list[str]) -> int:
+    """INSERT ... ON CONFLICT (key) DO UPDATE every row of `frame`; returns rows written.
+
+    Re-running with the same frame leaves the table unchanged (idempotent materializations).
+    """
+    if frame is None or len(frame) == 0:
+        return 0
+    columns = list(frame.columns)
+    updates = [c for c in columns if c not in key_columns]
+    set_clause = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in updates)
+    conflict = "DO UPDATE SET " + set_clause if updates else "DO NOTHING"
+    statement = sa.text(
+        f'INSERT INTO {table} ({", ".join(chr(34) + c + chr(34) for c in columns)}) '
+        f'VALUES ({", ".join(":" + f"p{i}" for i in range(len(columns)))}) '
+        f'ON CONFLICT ({", ".join(key_columns)}) {conflict}'
+    )
+    rows = [
+        {f"p{i}": _db_value(v) for i, v in enumerate(record)}
+        for record in frame.itertuples(index=False, name=None)
+    ]
+    for start in range(0, len(rows), 5000):
+        conn.execute(statement, rows[start:start + 5000])
+    return len(rows)

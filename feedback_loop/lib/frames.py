@@ -1,0 +1,46 @@
+"""Column contracts of the DataFrames passed between lib modules (one definition each).
+
+Dates in frames are pandas Timestamps normalized to midnight (datetime64[ns]); the
+database stores them as DATE. Money is USD; returns carry their unit in the name
+(`_pct` = percent points, `_frac` = fraction).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+POLITICIAN_COLUMNS = [
+    "politician_id", "full_name", "first_name", "last_name", "party", "chamber", "state",
+    "bioguide_id", "source",
+]
+
+DISCLOSURE_COLUMNS = [
+    "disclosure_id", "source", "politician_id", "filer_name", "chamber", "party", "state",
+    "ticker", "asset_description", "asset_type", "transaction_type", "transaction_date",
+    "disclosure_date", "amount_min_usd", "amount_max_usd", "owner", "ptr_link",
+    "duplicate_count", "filed_before_trade",
+]
+
+REJECT_COLUMNS = ["source", "row_hash", "raw_row", "reason"]
+
+PRICE_COLUMNS = ["ticker", "date", "open", "high", "low", "close", "adj_close", "volume"]
+
+SECTOR_COLUMNS = ["ticker", "sector"]
+
+MARKET_TICKER = "SPY"
+
+DATE_COLUMNS = {
+    "transaction_date", "disclosure_date", "date", "as_of", "entry_date", "exit_date", "t0", "t1",
+}
+
+
+def empty(columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+
+
+def normalize_dates(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return `frame` with every known date column as normalized datetime64[ns]."""
+    out = frame.copy()
+    for column in DATE_COLUMNS.intersection(out.columns):
+        out[column] = pd.to_datetime(out[column]).dt.normalize()
+    return out
