@@ -44,3 +44,42 @@ def normalize_dates(frame: pd.DataFrame) -> pd.DataFrame:
     for column in DATE_COLUMNS.intersection(out.columns):
         out[column] = pd.to_datetime(out[column]).dt.normalize()
     return out
+
+
+from dataclasses import dataclass, field  # noqa: E402
+from typing import Protocol  # noqa: E402
+
+
+@dataclass
+class SourceStats:
+    """Accounting of one disclosure source: rows_read = accepted + rejected + duplicates_collapsed."""
+
+    rows_read: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    duplicates_collapsed: int = 0
+
+    def balanced(self) -> bool:
+        return self.rows_read == self.accepted + self.rejected + self.duplicates_collapsed
+
+
+@dataclass
+class DisclosureBatch:
+    """What a disclosure source yields: politicians, accepted disclosures, quarantined rejects."""
+
+    politicians: pd.DataFrame  # POLITICIAN_COLUMNS
+    disclosures: pd.DataFrame  # DISCLOSURE_COLUMNS
+    rejects: pd.DataFrame  # REJECT_COLUMNS
+    stats: dict[str, SourceStats] = field(default_factory=dict)  # per source name
+
+
+class DisclosureSource(Protocol):
+    def load_disclosures(self) -> DisclosureBatch: ...
+
+
+class PriceSource(Protocol):
+    def load_prices(self, tickers: list[str] | None = None) -> pd.DataFrame:
+        """PRICE_COLUMNS for `tickers` (all known when None) plus SPY."""
+
+    def load_sectors(self) -> pd.DataFrame:
+        """SECTOR_COLUMNS; empty when the source knows no sectors."""
