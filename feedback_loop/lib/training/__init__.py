@@ -1,0 +1,4 @@
+"""Training: config, labeled sets, time splits, the XGBoost challenger, metrics, artifacts.
+
+Import the submodules directly (`from feedback_loop.lib.training.model import train_challenger`).
+"""

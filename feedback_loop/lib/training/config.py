@@ -1,0 +1,113 @@
+"""`TrainingConfig`: every knob of a training run, persisted as JSON in `ml_models.config`."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from feedback_loop.lib.policy import OUTCOME_WINDOW_DAYS
+from feedback_loop.lib.vocab import SignalType
+
+#: Holidays a 20-trading-day window can contain on top of its weekends (NYSE calendar).
+_HOLIDAY_ALLOWANCE_DAYS = 3
+
+
+def horizon_calendar_days(horizon_days: int) -> int:
+    """Calendar days that `horizon_days` trading days can span: 7/5 per trading day plus holidays."""
+    return math.ceil(horizon_days * 7 / 5) + _HOLIDAY_ALLOWANCE_DAYS
+
+
+class Hyperparameters(BaseModel):
+    """XGBoost hyperparameters (objective multi:softprob, tree_method hist)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_estimators: int = Field(default=200, ge=1, le=5000)
+    max_depth: int = Field(default=4, ge=1, le=16)
+    learning_rate: float = Field(default=0.05, gt=0.0, le=1.0)
+    subsample: float = Field(default=0.8, gt=0.0, le=1.0)
+    colsample_bytree: float = Field(default=0.8, gt=0.0, le=1.0)
+    min_child_weight: float = Field(default=1.0, ge=0.0)
+    seed: int = 42
+    #: Threads per booster; the default suits a small shared machine.
+    nthread: int = Field(default=2, ge=1)
+
+
+class TrainingConfig(BaseModel):
+    """What a challenger is trained on and how it is validated.
+
+    Label thresholds are in percent points of the (excess) forward return. 5 classes:
+    > +strong_threshold_pct strong_buy, > +threshold_pct buy, < -threshold_pct sell,
+    < -strong_threshold_pct strong_sell, else hold. 3 classes: ±threshold_pct.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lookback_days: int = Field(default=365, ge=30, le=730)
+    #: Trading days of the forward-return label.
+    horizon_days: int = Field(default=20, ge=1, le=120)
+    num_classes: Literal[3, 5] = 5
+    threshold_pct: float = Field(default=2.0, gt=0.0)
+    strong_threshold_pct: float = Field(default=5.0, gt=0.0)
+    excess_over_spy: bool = True
+    use_outcomes: bool = False
+    outcome_weight: float = 2.0
+    outcome_window_days: int = Field(default=OUTCOME_WINDOW_DAYS, ge=1)
+    holdout_frac: float = Field(default=0.2, gt=0.0, lt=0.5)
+    #: Time-later slice before the holdout on which probabilities are calibrated.
+    calibration_frac: float = Field(default=0.15, gt=0.0, lt=0.5)
+    #: Calendar days between a training label's end and the next evaluation slice;
+    #: None → horizon_calendar_days(horizon_days).
+    embargo_days: int | None = None
+    walk_forward_folds: int = Field(default=4, ge=2, le=20)
+    purged_kfold_folds: int = Field(default=5, ge=2, le=20)
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+
+    @field_validator("outcome_weight")
+    @classmethod
+    def _outcome_weight_in_range(cls, value: float) -> float:
+        if not 0.1 <= value <= 10.0:
+            raise ValueError(
+                f"outcome_weight must be within [0.1, 10] (weight of an outcome-labeled row "
+                f"relative to a market-labeled row of 1.0); got {value}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingConfig:
+        if self.strong_threshold_pct <= self.threshold_pct:
+            raise ValueError(
+                f"strong_threshold_pct ({self.strong_threshold_pct}) must exceed "
+                f"threshold_pct ({self.threshold_pct})"
+            )
+        if self.holdout_frac + self.calibration_frac >= 0.6:
+            raise ValueError(
+                f"holdout_frac + calibration_frac must stay below 0.6 to leave rows to fit on; "
+                f"got {self.holdout_frac} + {self.calibration_frac}"
+            )
+        minimum = horizon_calendar_days(self.horizon_days)
+        if self.embargo_days is None:
+            object.__setattr__(self, "embargo_days", minimum)
+        elif self.embargo_days < minimum:
+            raise ValueError(
+                f"embargo_days ({self.embargo_days}) must cover the label horizon: "
+                f"{self.horizon_days} trading days = up to {minimum} calendar days"
+            )
+        return self
+
+    def classes(self) -> list[SignalType]:
+        """Class index → signal type, from the most bearish to the most bullish."""
+        if self.num_classes == 5:
+            return list(SignalType)
+        return [SignalType.SELL, SignalType.HOLD, SignalType.BUY]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict stored in ml_models.config."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
+        """Inverse of `to_dict`; fields an older dict lacks take their defaults."""
+        return cls.model_validate(data)
