@@ -1,0 +1,363 @@
+"""Model registry: `ml_models` rows, the champion as of a date, promotion and rollback.
+
+Rules the functions here keep:
+
+- Training registers a model as 'candidate'; only `promote` (after the gate in
+  `promotion.py`) or `rollback` makes a model 'active'.
+- At most one model is active (the partial unique index `ml_models_one_active`), and once
+  a champion has existed there is always one: promotion and rollback archive the old
+  champion and activate the new one in ONE transaction, serialized across processes by a
+  transaction-scoped advisory lock.
+- `model_deployments` is the history of which model served from which date. A deployment
+  decided on `as_of` takes effect on the next calendar day (`effective_from = as_of + 1`):
+  the signals of `as_of` were already scored by the old champion and are never changed
+  retroactively, and replaying a past date reproduces the champion that served it.
+- Deployments are ordered by (effective_from, deployment_id). A 'promote' row pushes its
+  model onto the champion stack, a 'rollback' row pops the latest champion; the previous
+  champion is the model below the top of that stack. So after A, B, rollback-to-A the
+  previous champion is none — never B, the model that was rolled back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+import pandas as pd
+import sqlalchemy as sa
+
+from feedback_loop.lib.vocab import DeploymentAction, ModelStatus, RetrainTrigger
+
+#: Key of the pg_advisory_xact_lock that serializes promotions and rollbacks.
+PROMOTION_LOCK_KEY = 727275
+
+
+class NoPreviousChampionError(LookupError):
+    """Rollback was asked for but the deployment history holds no earlier champion."""
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One row of `ml_models`."""
+
+    model_id: str
+    version: str
+    status: str
+    trained_as_of: dt.date
+    trigger: str | None
+    num_classes: int
+    training_start: dt.date | None
+    training_end: dt.date | None
+    config: dict
+    feature_names: list[str]
+    metrics: dict
+    model_card: dict
+    artifact_path: str | None
+    artifact_sha256: str | None
+    created_at: dt.datetime
+    promoted_at: dt.datetime | None
+    archived_at: dt.datetime | None
+
+
+_MODEL_COLUMNS = ", ".join(f"m.{name}" for name in ModelRecord.__dataclass_fields__)
+
+
+def _day(value) -> dt.date:
+    return pd.Timestamp(value).date()
+
+
+def _json(value) -> str:
+    return json.dumps(value, default=float)
+
+
+def _record(row) -> ModelRecord:
+    return ModelRecord(**row._mapping)
+
+
+def register_model(
+    conn: sa.Connection,
+    *,
+    model_id: str,
+    version: str,
+    trained_as_of,
+    trigger: str | None,
+    num_classes: int,
+    config: dict,
+    feature_names: list[str],
+    metrics: dict,
+    model_card: dict,
+    artifact_path: str | None,
+    artifact_sha256: str | None,
+    training_start,
+    training_end,
+) -> str:
+    """Insert a trained model as 'candidate' (training never promotes); return its id."""
+    conn.execute(
+        sa.text(
+            "INSERT INTO ml_models (model_id, version, status, trained_as_of, trigger, num_classes,"
+            " training_start, training_end, config, feature_names, metrics, model_card,"
+            " artifact_path, artifact_sha256)"
+            " VALUES (:model_id, :version, :status, :trained_as_of, :trigger, :num_classes,"
+            " :training_start, :training_end, CAST(:config AS JSONB), CAST(:feature_names AS JSONB),"
+            " CAST(:metrics AS JSONB), CAST(:model_card AS JSONB), :artifact_path, :artifact_sha256)"
+        ),
+        {
+            "model_id": model_id,
+            "version": version,
+            "status": ModelStatus.CANDIDATE.value,
+            "trained_as_of": _day(trained_as_of),
+            "trigger": RetrainTrigger(trigger).value if trigger is not None else None,
+            "num_classes": num_classes,
+            "training_start": _day(training_start) if training_start is not None else None,
+            "training_end": _day(training_end) if training_end is not None else None,
+            "config": _json(config),
+            "feature_names": _json(list(feature_names)),
+            "metrics": _json(metrics),
+            "model_card": _json(model_card),
+            "artifact_path": artifact_path,
+            "artifact_sha256": artifact_sha256,
+        },
+    )
+    return model_id
+
+
+def get_model(conn: sa.Connection, model_id: str) -> ModelRecord | None:
+    row = conn.execute(
+        sa.text(f"SELECT {_MODEL_COLUMNS} FROM ml_models m WHERE m.model_id = :id"), {"id": model_id}
+    ).first()
+    return _record(row) if row is not None else None
+
+
+def list_models(conn: sa.Connection) -> list[ModelRecord]:
+    rows = conn.execute(
+        sa.text(f"SELECT {_MODEL_COLUMNS} FROM ml_models m ORDER BY m.created_at, m.model_id")
+    )
+    return [_record(row) for row in rows]
+
+
+def active_model(conn: sa.Connection) -> ModelRecord | None:
+    row = conn.execute(
+        sa.text(f"SELECT {_MODEL_COLUMNS} FROM ml_models m WHERE m.status = :active"),
+        {"active": ModelStatus.ACTIVE.value},
+    ).first()
+    return _record(row) if row is not None else None
+
+
+def champion_as_of(conn: sa.Connection, as_of) -> ModelRecord | None:
+    """The model of the latest deployment with effective_from <= as_of (None before the first)."""
+    row = conn.execute(
+        sa.text(
+            f"SELECT {_MODEL_COLUMNS} FROM model_deployments d JOIN ml_models m USING (model_id)"
+            " WHERE d.effective_from <= :as_of"
+            " ORDER BY d.effective_from DESC, d.deployment_id DESC LIMIT 1"
+        ),
+        {"as_of": _day(as_of)},
+    ).first()
+    return _record(row) if row is not None else None
+
+
+def _champion_stack(conn: sa.Connection, as_of: dt.date | None) -> list[str]:
+    """Model ids of the champion stack after replaying deployments (all when as_of is None)."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT model_id, action FROM model_deployments"
+            " WHERE CAST(:as_of AS DATE) IS NULL OR effective_from <= CAST(:as_of AS DATE)"
+            " ORDER BY effective_from, deployment_id"
+        ),
+        {"as_of": as_of},
+    )
+    stack: list[str] = []
+    for model_id, action in rows:
+        if action == DeploymentAction.ROLLBACK:
+            stack.pop()
+        else:
+            stack.append(model_id)
+    return stack
+
+
+def previous_champion(conn: sa.Connection, as_of) -> ModelRecord | None:
+    """The champion before the one in force on `as_of` (see the module doc), or None."""
+    stack = _champion_stack(conn, _day(as_of))
+    return get_model(conn, stack[-2]) if len(stack) >= 2 else None
+
+
+def _lock_in_date_order(conn: sa.Connection, as_of) -> None:
+    """Take the promotion lock; refuse a decision dated before the latest deployment's.
+
+    Deployments are recorded in date order, so the champion stack replays the real history.
+    """
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PROMOTION_LOCK_KEY})
+    latest = conn.execute(sa.text("SELECT max(effective_from) FROM model_deployments")).scalar()
+    if latest is not None and _day(as_of) + dt.timedelta(days=1) < latest:
+        raise ValueError(
+            f"deployment decided on {_day(as_of)} would precede the latest deployment, "
+            f"effective from {latest}"
+        )
+
+
+def _archive_active(conn: sa.Connection) -> None:
+    conn.execute(
+        sa.text("UPDATE ml_models SET status = :archived, archived_at = now() WHERE status = :active"),
+        {"archived": ModelStatus.ARCHIVED.value, "active": ModelStatus.ACTIVE.value},
+    )
+
+
+def _activate(conn: sa.Connection, model_id: str) -> None:
+    conn.execute(
+        sa.text(
+            "UPDATE ml_models SET status = :active, promoted_at = now(), archived_at = NULL"
+            " WHERE model_id = :id"
+        ),
+        {"active": ModelStatus.ACTIVE.value, "id": model_id},
+    )
+
+
+def _record_deployment(
+    conn: sa.Connection, model_id: str, action: DeploymentAction, trigger: str, as_of, reason: str
+) -> None:
+    conn.execute(
+        sa.text(
+            "INSERT INTO model_deployments (model_id, action, trigger, effective_from, reason)"
+            " VALUES (:model_id, :action, :trigger, :effective_from, :reason)"
+        ),
+        {
+            "model_id": model_id,
+            "action": action.value,
+            "trigger": RetrainTrigger(trigger).value,
+            "effective_from": _day(as_of) + dt.timedelta(days=1),
+            "reason": reason,
+        },
+    )
+
+
+def promote(engine: sa.Engine, model_id: str, *, as_of, trigger: str, reason: str) -> None:
+    """Make `model_id` the champion from the day after `as_of`, in one transaction.
+
+    The old champion is archived; a 'promote' deployment is recorded. Promoting the model
+    that is already active changes nothing (re-runs are idempotent). Raises LookupError
+    for an unknown model, ValueError for a model that is 'training' or 'failed' and for
+    an `as_of` before the latest deployment's decision date.
+    """
+    with engine.begin() as conn:
+        _lock_in_date_order(conn, as_of)
+        status = conn.execute(
+            sa.text("SELECT status FROM ml_models WHERE model_id = :id FOR UPDATE"), {"id": model_id}
+        ).scalar()
+        if status is None:
+            raise LookupError(f"model {model_id!r} is not registered")
+        if status == ModelStatus.ACTIVE:
+            return
+        if status not in (ModelStatus.CANDIDATE, ModelStatus.ARCHIVED):
+            raise ValueError(f"model {model_id!r} has status {status!r} and cannot be promoted")
+        _archive_active(conn)
+        _activate(conn, model_id)
+        _record_deployment(conn, model_id, DeploymentAction.PROMOTE, trigger, as_of, reason)
+
+
+def rollback(engine: sa.Engine, *, as_of, reason: str, trigger: str = "manual") -> ModelRecord:
+    """Re-activate the previous champion from the day after `as_of`, in one transaction.
+
+    Uses the whole deployment history (including a promotion decided today that takes
+    effect tomorrow). Raises NoPreviousChampionError when there is no earlier champion;
+    the current champion then stays active.
+    """
+    with engine.begin() as conn:
+        _lock_in_date_order(conn, as_of)
+        stack = _champion_stack(conn, None)
+        if len(stack) < 2:
+            raise NoPreviousChampionError(
+                "no previous champion to roll back to: the deployment history holds "
+                f"{len(stack)} champion(s) on its stack"
+            )
+        previous = stack[-2]
+        _archive_active(conn)
+        _activate(conn, previous)
+        _record_deployment(conn, previous, DeploymentAction.ROLLBACK, trigger, as_of, reason)
+        return get_model(conn, previous)
+
+
+def record_comparison(
+    conn: sa.Connection,
+    *,
+    as_of,
+    new_model_id: str,
+    current_model_id: str | None,
+    new_accuracy: float,
+    current_accuracy: float | None,
+    new_f1: float,
+    current_f1: float | None,
+    holdout_rows: int,
+    new_shadow_win_rate: float | None,
+    current_shadow_win_rate: float | None,
+    promoted: bool,
+    reason: str,
+    details: dict,
+) -> int:
+    """Log one champion/challenger comparison to `ml_model_comparisons`; return its id."""
+    return conn.execute(
+        sa.text(
+            "INSERT INTO ml_model_comparisons (as_of, new_model_id, current_model_id, new_accuracy,"
+            " current_accuracy, new_f1, current_f1, holdout_rows, new_shadow_win_rate,"
+            " current_shadow_win_rate, promoted, reason, details)"
+            " VALUES (:as_of, :new_model_id, :current_model_id, :new_accuracy, :current_accuracy,"
+            " :new_f1, :current_f1, :holdout_rows, :new_shadow_win_rate, :current_shadow_win_rate,"
+            " :promoted, :reason, CAST(:details AS JSONB)) RETURNING comparison_id"
+        ),
+        {
+            "as_of": _day(as_of),
+            "new_model_id": new_model_id,
+            "current_model_id": current_model_id,
+            "new_accuracy": new_accuracy,
+            "current_accuracy": current_accuracy,
+            "new_f1": new_f1,
+            "current_f1": current_f1,
+            "holdout_rows": holdout_rows,
+            "new_shadow_win_rate": new_shadow_win_rate,
+            "current_shadow_win_rate": current_shadow_win_rate,
+            "promoted": promoted,
+            "reason": reason,
+            "details": _json(details),
+        },
+    ).scalar_one()
+
+
+def record_retraining_event(
+    conn: sa.Connection,
+    *,
+    as_of,
+    trigger: str,
+    dagster_run_id: str | None,
+    old_model_id: str | None,
+    new_model_id: str | None,
+    old_metrics: dict | None,
+    new_metrics: dict | None,
+    accuracy_improvement: float | None,
+    f1_improvement: float | None,
+    deployed: bool,
+    reason: str,
+) -> int:
+    """Log one retraining run to `model_retraining_events`; return its id."""
+    return conn.execute(
+        sa.text(
+            "INSERT INTO model_retraining_events (as_of, trigger, dagster_run_id, old_model_id,"
+            " new_model_id, old_metrics, new_metrics, accuracy_improvement, f1_improvement,"
+            " deployed, reason)"
+            " VALUES (:as_of, :trigger, :dagster_run_id, :old_model_id, :new_model_id,"
+            " CAST(:old_metrics AS JSONB), CAST(:new_metrics AS JSONB), :accuracy_improvement,"
+            " :f1_improvement, :deployed, :reason) RETURNING event_id"
+        ),
+        {
+            "as_of": _day(as_of),
+            "trigger": RetrainTrigger(trigger).value,
+            "dagster_run_id": dagster_run_id,
+            "old_model_id": old_model_id,
+            "new_model_id": new_model_id,
+            "old_metrics": _json(old_metrics) if old_metrics is not None else None,
+            "new_metrics": _json(new_metrics) if new_metrics is not None else None,
+            "accuracy_improvement": accuracy_improvement,
+            "f1_improvement": f1_improvement,
+            "deployed": deployed,
+            "reason": reason,
+        },
+    ).scalar_one()

@@ -1,0 +1,231 @@
+import datetime as dt
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from feedback_loop.lib import registry
+from feedback_loop.lib.registry import NoPreviousChampionError
+
+D = dt.date(2025, 3, 3)
+
+
+def _register(conn, model_id, trained_as_of=D):
+    return registry.register_model(
+        conn,
+        model_id=model_id,
+        version=f"v-{model_id}",
+        trained_as_of=trained_as_of,
+        trigger="scheduled",
+        num_classes=5,
+        config={"max_depth": 4},
+        feature_names=["a", "b"],
+        metrics={"accuracy": 0.6},
+        model_card={"note": model_id},
+        artifact_path=f"/models/{model_id}.ubj",
+        artifact_sha256="0" * 64,
+        training_start=D - dt.timedelta(days=365),
+        training_end=D - dt.timedelta(days=30),
+    )
+
+
+def _statuses(engine):
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.text("SELECT model_id, status FROM ml_models")).all())
+
+
+def _deployments(engine):
+    with engine.connect() as conn:
+        return conn.execute(sa.text(
+            "SELECT model_id, action, effective_from FROM model_deployments ORDER BY deployment_id"
+        )).all()
+
+
+def test_register_inserts_candidate_and_reads_back(engine):
+    with engine.begin() as conn:
+        assert _register(conn, "m1") == "m1"
+    with engine.connect() as conn:
+        record = registry.get_model(conn, "m1")
+        assert registry.get_model(conn, "nope") is None
+        assert [m.model_id for m in registry.list_models(conn)] == ["m1"]
+        assert registry.active_model(conn) is None
+    assert record.status == "candidate"
+    assert record.trained_as_of == D
+    assert record.feature_names == ["a", "b"]
+    assert record.config == {"max_depth": 4}
+    assert record.metrics == {"accuracy": 0.6}
+    assert record.promoted_at is None
+
+
+def test_register_rejects_unknown_trigger(engine):
+    with engine.begin() as conn, pytest.raises(ValueError):
+        registry.register_model(
+            conn, model_id="m", version="v", trained_as_of=D, trigger="whim", num_classes=3,
+            config={}, feature_names=[], metrics={}, model_card={}, artifact_path=None,
+            artifact_sha256=None, training_start=None, training_end=None,
+        )
+
+
+def test_promotion_archives_old_champion_and_takes_effect_next_day(engine):
+    with engine.begin() as conn:
+        _register(conn, "a")
+        _register(conn, "b")
+    registry.promote(engine, "a", as_of=D, trigger="scheduled", reason="first")
+    registry.promote(engine, "b", as_of=D + dt.timedelta(days=10), trigger="manual", reason="better")
+
+    assert _statuses(engine) == {"a": "archived", "b": "active"}
+    assert _deployments(engine) == [
+        ("a", "promote", D + dt.timedelta(days=1)),
+        ("b", "promote", D + dt.timedelta(days=11)),
+    ]
+    with engine.connect() as conn:
+        assert registry.champion_as_of(conn, D) is None
+        assert registry.champion_as_of(conn, D + dt.timedelta(days=1)).model_id == "a"
+        assert registry.champion_as_of(conn, D + dt.timedelta(days=10)).model_id == "a"
+        assert registry.champion_as_of(conn, D + dt.timedelta(days=11)).model_id == "b"
+        assert registry.previous_champion(conn, D + dt.timedelta(days=10)) is None
+        assert registry.previous_champion(conn, D + dt.timedelta(days=11)).model_id == "a"
+        a = registry.get_model(conn, "a")
+        assert a.archived_at is not None and a.promoted_at is not None
+
+
+def test_promote_is_idempotent_and_refuses_bad_inputs(engine):
+    with engine.begin() as conn:
+        _register(conn, "a")
+        _register(conn, "f")
+        conn.execute(sa.text("UPDATE ml_models SET status = 'failed' WHERE model_id = 'f'"))
+    registry.promote(engine, "a", as_of=D, trigger="scheduled", reason="first")
+    registry.promote(engine, "a", as_of=D, trigger="scheduled", reason="re-run")
+    assert len(_deployments(engine)) == 1
+    with pytest.raises(LookupError):
+        registry.promote(engine, "ghost", as_of=D, trigger="manual", reason="x")
+    with pytest.raises(ValueError, match="failed"):
+        registry.promote(engine, "f", as_of=D, trigger="manual", reason="x")
+    with engine.begin() as conn:
+        _register(conn, "b")
+    with pytest.raises(ValueError, match="precede"):
+        registry.promote(engine, "b", as_of=D - dt.timedelta(days=5), trigger="manual", reason="x")
+    assert _statuses(engine) == {"a": "active", "f": "failed", "b": "candidate"}
+
+
+def test_failure_mid_promotion_leaves_previous_champion_active(engine, monkeypatch):
+    with engine.begin() as conn:
+        _register(conn, "a")
+        _register(conn, "b")
+    registry.promote(engine, "a", as_of=D, trigger="scheduled", reason="first")
+
+    def boom(conn, model_id):
+        raise RuntimeError("crash after archiving the old champion")
+
+    monkeypatch.setattr(registry, "_activate", boom)
+    with pytest.raises(RuntimeError):
+        registry.promote(engine, "b", as_of=D + dt.timedelta(days=1), trigger="manual", reason="x")
+
+    assert _statuses(engine) == {"a": "active", "b": "candidate"}
+    assert [row.model_id for row in _deployments(engine)] == ["a"]
+
+
+def test_racing_promotions_leave_exactly_one_active(db_url, engine, monkeypatch):
+    with engine.begin() as conn:
+        for model_id in ("a", "b", "c"):
+            _register(conn, model_id)
+    registry.promote(engine, "a", as_of=D, trigger="scheduled", reason="first")
+
+    # Hold each promotion open between archive and activate so the two overlap.
+    archive = registry._archive_active
+
+    def slow_archive(conn):
+        archive(conn)
+        time.sleep(0.3)
+
+    monkeypatch.setattr(registry, "_archive_active", slow_archive)
+    engines = [sa.create_engine(db_url), sa.create_engine(db_url)]
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def run(eng, model_id):
+        try:
+            barrier.wait()
+            registry.promote(eng, model_id, as_of=D + dt.timedelta(days=1), trigger="manual", reason="race")
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(e, m)) for e, m in zip(engines, ["b", "c"])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for e in engines:
+        e.dispose()
+
+    assert errors == []
+    statuses = _statuses(engine)
+    assert sorted(statuses.values()) == ["active", "archived", "archived"]
+    deployments = _deployments(engine)
+    assert len(deployments) == 3
+    # The champion in force is the model of the last deployment, which is the active one.
+    with engine.connect() as conn:
+        assert registry.champion_as_of(conn, D + dt.timedelta(days=2)).model_id == deployments[-1].model_id
+        assert registry.active_model(conn).model_id == deployments[-1].model_id
+
+
+def test_rollback_restores_previous_champion(engine):
+    with engine.begin() as conn:
+        _register(conn, "a")
+        _register(conn, "b")
+    registry.promote(engine, "a", as_of=D, trigger="scheduled", reason="first")
+    with pytest.raises(NoPreviousChampionError):
+        registry.rollback(engine, as_of=D, reason="nothing earlier")
+    assert _statuses(engine) == {"a": "active", "b": "candidate"}
+
+    registry.promote(engine, "b", as_of=D + dt.timedelta(days=5), trigger="scheduled", reason="better")
+    restored = registry.rollback(engine, as_of=D + dt.timedelta(days=5), reason="bad live results")
+
+    assert restored.model_id == "a" and restored.status == "active" and restored.archived_at is None
+    assert _statuses(engine) == {"a": "active", "b": "archived"}
+    assert _deployments(engine)[-1] == ("a", "rollback", D + dt.timedelta(days=6))
+    with engine.connect() as conn:
+        # b was promoted and rolled back on the same day: it never served.
+        assert registry.champion_as_of(conn, D + dt.timedelta(days=6)).model_id == "a"
+        # After the rollback the stack holds only a: b is not a fallback.
+        assert registry.previous_champion(conn, D + dt.timedelta(days=6)) is None
+    with pytest.raises(NoPreviousChampionError):
+        registry.rollback(engine, as_of=D + dt.timedelta(days=7), reason="again")
+    assert _statuses(engine) == {"a": "active", "b": "archived"}
+
+
+def test_comparison_and_retraining_event_rows(engine):
+    with engine.begin() as conn:
+        _register(conn, "a")
+        _register(conn, "b")
+        comparison_id = registry.record_comparison(
+            conn, as_of=D, new_model_id="b", current_model_id="a", new_accuracy=0.63,
+            current_accuracy=0.61, new_f1=0.5, current_f1=0.49, holdout_rows=400,
+            new_shadow_win_rate=0.55, current_shadow_win_rate=0.5, promoted=True,
+            reason="accuracy +0.0200 >= 0.02", details={"holdout_start": "2025-01-01"},
+        )
+        event_id = registry.record_retraining_event(
+            conn, as_of=D, trigger="feature_drift", dagster_run_id="run-1", old_model_id="a",
+            new_model_id="b", old_metrics={"accuracy": 0.61}, new_metrics={"accuracy": 0.63},
+            accuracy_improvement=0.02, f1_improvement=0.01, deployed=True, reason="promoted",
+        )
+        with pytest.raises(ValueError):
+            registry.record_retraining_event(
+                conn, as_of=D, trigger="bored", dagster_run_id=None, old_model_id=None,
+                new_model_id=None, old_metrics=None, new_metrics=None, accuracy_improvement=None,
+                f1_improvement=None, deployed=False, reason="x",
+            )
+    with engine.connect() as conn:
+        comparison = conn.execute(sa.text(
+            "SELECT * FROM ml_model_comparisons WHERE comparison_id = :i"), {"i": comparison_id}
+        ).one()._mapping
+        event = conn.execute(sa.text(
+            "SELECT * FROM model_retraining_events WHERE event_id = :i"), {"i": event_id}
+        ).one()._mapping
+    assert comparison["as_of"] == D and comparison["holdout_rows"] == 400
+    assert comparison["current_shadow_win_rate"] == 0.5 and comparison["promoted"] is True
+    assert comparison["details"] == {"holdout_start": "2025-01-01"}
+    assert event["trigger"] == "feature_drift" and event["dagster_run_id"] == "run-1"
+    assert event["old_metrics"] == {"accuracy": 0.61} and event["new_metrics"] == {"accuracy": 0.63}
+    assert event["accuracy_improvement"] == 0.02 and event["deployed"] is True
