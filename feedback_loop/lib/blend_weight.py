@@ -1,0 +1,188 @@
+"""The self-tuning blend weight: the ML share of the blended confidence.
+
+Once per evaluation the model and the heuristic are compared on the SAME signals — the
+shadow outcomes (realized return of every signal, traded or not) resolved in the window
+on which the model had a direction — and the weight moves one step toward the side that
+wins more often, within [BLEND_WEIGHT_MIN, BLEND_WEIGHT_MAX]. Breakevens are not wins.
+
+A weight decided on `as_of` is logged as a `feature_importance_history` row
+('_ml_blend_weight', analysis_date = as_of) and takes effect the next day: the signals of
+`as_of` already used the old weight, and `blend_weight_as_of` reproduces the weight that
+any past date's signals were built with.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+import sqlalchemy as sa
+
+from feedback_loop.lib import policy
+from feedback_loop.lib.vocab import Outcome
+
+BLEND_WEIGHT_FEATURE = "_ml_blend_weight"
+_RESOLVED = {Outcome.WIN.value, Outcome.LOSS.value, Outcome.BREAKEVEN.value}
+#: Win-rate differences are rounded before comparing with the margin, so 0.55 - 0.50
+#: (0.050000000000000044 in floats) is exactly the margin and does not move the weight.
+_DECIMALS = 10
+
+
+@dataclass(frozen=True)
+class ShadowWinCounts:
+    """Resolved shadow outcomes of the window, ML and heuristic on the same signals."""
+
+    ml_wins: int
+    ml_n: int
+    ml_breakevens: int
+    heuristic_wins: int
+    heuristic_n: int
+    heuristic_breakevens: int
+
+
+@dataclass(frozen=True)
+class BlendWeightDecision:
+    old_weight: float
+    new_weight: float
+    changed: bool
+    reason: str
+    ml_win_rate: float | None
+    heuristic_win_rate: float | None
+    #: Resolved outcomes on the smaller side (the signals compared, as both sides are
+    #: measured on the same signals).
+    sample_size: int
+
+
+def win_rates_from_shadow(shadow_outcomes: pd.DataFrame, as_of, window_days: int) -> ShadowWinCounts:
+    """Count wins over shadow outcomes resolved (exit_date) in (as_of - window_days, as_of].
+
+    The ML side is every row whose `ml_outcome` is resolved (the model had a direction);
+    the heuristic side is `heuristic_outcome` on those same rows. Breakevens count as
+    not-wins and are reported separately; 'open' outcomes are not resolved and are skipped.
+    """
+    end = pd.Timestamp(as_of).normalize()
+    start = end - pd.Timedelta(days=window_days)
+    exit_date = pd.to_datetime(shadow_outcomes["exit_date"]).dt.normalize()
+    rows = shadow_outcomes[
+        (exit_date > start)
+        & (exit_date <= end)
+        & shadow_outcomes["ml_outcome"].isin(_RESOLVED)
+        & shadow_outcomes["heuristic_outcome"].isin(_RESOLVED)
+    ]
+    ml, heuristic = rows["ml_outcome"], rows["heuristic_outcome"]
+    return ShadowWinCounts(
+        ml_wins=int((ml == Outcome.WIN).sum()),
+        ml_n=len(rows),
+        ml_breakevens=int((ml == Outcome.BREAKEVEN).sum()),
+        heuristic_wins=int((heuristic == Outcome.WIN).sum()),
+        heuristic_n=len(rows),
+        heuristic_breakevens=int((heuristic == Outcome.BREAKEVEN).sum()),
+    )
+
+
+def next_blend_weight(
+    current: float, ml_wins: int, ml_n: int, heuristic_wins: int, heuristic_n: int
+) -> BlendWeightDecision:
+    """One step of BLEND_WEIGHT_STEP toward the side whose win rate leads by MORE than
+    BLEND_WEIGHT_WIN_RATE_MARGIN_FRAC, within [BLEND_WEIGHT_MIN, BLEND_WEIGHT_MAX].
+
+    No move when either side has fewer than BLEND_WEIGHT_MIN_OUTCOMES_PER_SIDE resolved
+    outcomes. Weights are rounded to 2 decimals.
+    """
+    current = round(current, 2)
+    ml_rate = ml_wins / ml_n if ml_n else None
+    heuristic_rate = heuristic_wins / heuristic_n if heuristic_n else None
+    sample_size = min(ml_n, heuristic_n)
+
+    def decision(new_weight: float, reason: str) -> BlendWeightDecision:
+        return BlendWeightDecision(
+            current, new_weight, new_weight != current, reason, ml_rate, heuristic_rate, sample_size
+        )
+
+    minimum = policy.BLEND_WEIGHT_MIN_OUTCOMES_PER_SIDE
+    if ml_n < minimum or heuristic_n < minimum:
+        return decision(
+            current,
+            f"insufficient outcomes: ML n={ml_n}, heuristic n={heuristic_n}, "
+            f"need {minimum} per side; weight stays {current:.2f}",
+        )
+
+    margin = policy.BLEND_WEIGHT_WIN_RATE_MARGIN_FRAC
+    difference = round(ml_rate - heuristic_rate, _DECIMALS)
+    rates = f"ML win rate {ml_rate:.4f} vs heuristic {heuristic_rate:.4f} ({difference:+.4f})"
+    if difference > margin:
+        new_weight = round(min(policy.BLEND_WEIGHT_MAX, current + policy.BLEND_WEIGHT_STEP), 2)
+        bound = f", capped at {policy.BLEND_WEIGHT_MAX:.2f}" if new_weight == policy.BLEND_WEIGHT_MAX else ""
+        return decision(new_weight, f"{rates} > +{margin}: weight {current:.2f} -> {new_weight:.2f}{bound}")
+    if difference < -margin:
+        new_weight = round(max(policy.BLEND_WEIGHT_MIN, current - policy.BLEND_WEIGHT_STEP), 2)
+        bound = f", floored at {policy.BLEND_WEIGHT_MIN:.2f}" if new_weight == policy.BLEND_WEIGHT_MIN else ""
+        return decision(new_weight, f"{rates} < -{margin}: weight {current:.2f} -> {new_weight:.2f}{bound}")
+    return decision(current, f"{rates} within ±{margin}: weight stays {current:.2f}")
+
+
+def apply_blend_weight(
+    conn: sa.Connection, decision: BlendWeightDecision, as_of, window_days: int
+) -> None:
+    """Log the decision of `as_of` (one row per analysis_date: re-running replaces it) and
+    set reference_portfolio_config.ml_blend_weight to the latest logged weight.
+
+    The caller takes `decision.old_weight` from `blend_weight_as_of(conn, as_of)`, so a
+    re-run of the same day reaches the same decision instead of stepping twice.
+    """
+    rates_known = decision.ml_win_rate is not None and decision.heuristic_win_rate is not None
+    conn.execute(
+        sa.text(
+            "INSERT INTO feature_importance_history (analysis_date, analysis_window_days,"
+            " feature_name, model_id, median_value, avg_return_when_high, avg_return_when_low,"
+            " lift_pct, sample_size_total, details)"
+            " VALUES (:analysis_date, :window, :feature, NULL, :weight, :ml_rate, :heuristic_rate,"
+            " :lift_pct, :sample_size, CAST(:details AS JSONB))"
+            " ON CONFLICT (analysis_date, feature_name, COALESCE(model_id, '')) DO UPDATE SET"
+            " analysis_window_days = EXCLUDED.analysis_window_days,"
+            " median_value = EXCLUDED.median_value,"
+            " avg_return_when_high = EXCLUDED.avg_return_when_high,"
+            " avg_return_when_low = EXCLUDED.avg_return_when_low,"
+            " lift_pct = EXCLUDED.lift_pct, sample_size_total = EXCLUDED.sample_size_total,"
+            " details = EXCLUDED.details, created_at = now()"
+        ),
+        {
+            "analysis_date": pd.Timestamp(as_of).date(),
+            "window": window_days,
+            "feature": BLEND_WEIGHT_FEATURE,
+            "weight": decision.new_weight,
+            "ml_rate": decision.ml_win_rate,
+            "heuristic_rate": decision.heuristic_win_rate,
+            # Percent points, like every `_pct` column.
+            "lift_pct": (
+                round((decision.ml_win_rate - decision.heuristic_win_rate) * 100, _DECIMALS)
+                if rates_known else None
+            ),
+            "sample_size": decision.sample_size,
+            "details": json.dumps(asdict(decision)),
+        },
+    )
+    conn.execute(
+        sa.text(
+            "UPDATE reference_portfolio_config SET updated_at = now(), ml_blend_weight = ("
+            " SELECT median_value FROM feature_importance_history"
+            " WHERE feature_name = :feature AND model_id IS NULL"
+            " ORDER BY analysis_date DESC LIMIT 1)"
+        ),
+        {"feature": BLEND_WEIGHT_FEATURE},
+    )
+
+
+def blend_weight_as_of(conn: sa.Connection, as_of) -> float:
+    """The weight in force on `as_of`: the latest logged weight decided BEFORE `as_of`,
+    else policy.BLEND_WEIGHT_DEFAULT."""
+    weight = conn.execute(
+        sa.text(
+            "SELECT median_value FROM feature_importance_history"
+            " WHERE feature_name = :feature AND model_id IS NULL AND analysis_date < :as_of"
+            " ORDER BY analysis_date DESC LIMIT 1"
+        ),
+        {"feature": BLEND_WEIGHT_FEATURE, "as_of": pd.Timestamp(as_of).date()},
+    ).scalar()
+    return policy.BLEND_WEIGHT_DEFAULT if weight is None else float(weight)

@@ -1,0 +1,113 @@
+import datetime as dt
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from feedback_loop.lib import policy
+from feedback_loop.lib.blend_weight import (
+    apply_blend_weight,
+    blend_weight_as_of,
+    next_blend_weight,
+    win_rates_from_shadow,
+)
+
+D = dt.date(2025, 6, 30)
+
+
+def test_exactly_five_points_ahead_or_behind_does_not_move():
+    # 11/20 - 10/20 is 0.050000000000000044 in floats.
+    ahead = next_blend_weight(0.20, 11, 20, 10, 20)
+    behind = next_blend_weight(0.20, 10, 20, 11, 20)
+    for decision in (ahead, behind):
+        assert decision.new_weight == 0.20 and not decision.changed
+        assert "within" in decision.reason
+
+
+def test_just_beyond_five_points_moves_one_step():
+    up = next_blend_weight(0.20, 56, 100, 50, 100)
+    down = next_blend_weight(0.20, 50, 100, 56, 100)
+    assert up.new_weight == 0.30 and up.changed  # not 0.30000000000000004
+    assert down.new_weight == 0.10 and down.changed
+    assert up.ml_win_rate == 0.56 and up.heuristic_win_rate == 0.50 and up.sample_size == 100
+    assert "0.20 -> 0.30" in up.reason
+
+
+def test_caps_and_floor():
+    assert next_blend_weight(0.65, 30, 40, 10, 40).new_weight == 0.70
+    at_cap = next_blend_weight(0.70, 30, 40, 10, 40)
+    assert at_cap.new_weight == 0.70 and not at_cap.changed and "capped at 0.70" in at_cap.reason
+    at_floor = next_blend_weight(0.10, 10, 40, 30, 40)
+    assert at_floor.new_weight == 0.10 and not at_floor.changed and "floored at 0.10" in at_floor.reason
+    # Repeated steps stay on the 2-decimal grid.
+    weight = 0.10
+    for _ in range(6):
+        weight = next_blend_weight(weight, 30, 40, 10, 40).new_weight
+    assert weight == 0.70
+
+
+def test_below_minimum_sample_size_never_moves():
+    n = policy.BLEND_WEIGHT_MIN_OUTCOMES_PER_SIDE
+    decision = next_blend_weight(0.20, n - 1, n - 1, 0, n)
+    assert decision.new_weight == 0.20 and not decision.changed
+    assert "insufficient outcomes" in decision.reason and f"ML n={n - 1}" in decision.reason
+    assert next_blend_weight(0.20, 0, 0, 0, 0).ml_win_rate is None
+    assert next_blend_weight(0.20, n, n, 0, n).changed
+
+
+def _shadow(rows):
+    return pd.DataFrame(rows, columns=["signal_id", "exit_date", "heuristic_outcome", "ml_outcome"]).assign(
+        exit_date=lambda f: pd.to_datetime(f["exit_date"])
+    )
+
+
+def test_win_rates_compare_same_signals_in_window():
+    shadow = _shadow([
+        ("s1", "2025-06-30", "win", "win"),
+        ("s2", "2025-06-15", "loss", "win"),
+        ("s3", "2025-06-01", "breakeven", "breakeven"),  # inside (as_of - 30, as_of]
+        ("s4", "2025-05-31", "win", "win"),              # exactly as_of - 30: outside
+        ("s5", "2025-07-01", "win", "win"),              # after as_of: outside
+        ("s6", "2025-06-20", "win", None),               # model had no direction
+        ("s7", "2025-06-20", "win", "open"),             # not resolved
+        ("s8", "2025-06-21", "loss", "loss"),
+    ])
+    counts = win_rates_from_shadow(shadow, D, 30)
+    assert (counts.ml_n, counts.ml_wins, counts.ml_breakevens) == (4, 2, 1)
+    assert (counts.heuristic_n, counts.heuristic_wins, counts.heuristic_breakevens) == (4, 1, 1)
+
+
+def test_apply_is_idempotent_and_weights_are_point_in_time(engine):
+    window = policy.BLEND_WEIGHT_WINDOW_DAYS
+    with engine.begin() as conn:
+        assert blend_weight_as_of(conn, D) == policy.BLEND_WEIGHT_DEFAULT
+        decision = next_blend_weight(blend_weight_as_of(conn, D), 30, 40, 10, 40)
+        apply_blend_weight(conn, decision, D, window)
+        # Re-running the same day reads the same weight in force and writes the same row.
+        again = next_blend_weight(blend_weight_as_of(conn, D), 30, 40, 10, 40)
+        apply_blend_weight(conn, again, D, window)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT * FROM feature_importance_history WHERE feature_name = '_ml_blend_weight'"
+        )).all()
+        config_weight = conn.execute(sa.text("SELECT ml_blend_weight FROM reference_portfolio_config")).scalar()
+        assert blend_weight_as_of(conn, D) == policy.BLEND_WEIGHT_DEFAULT
+        assert blend_weight_as_of(conn, D + dt.timedelta(days=1)) == 0.30
+    assert len(rows) == 1
+    row = rows[0]._mapping
+    assert row["median_value"] == 0.30 and config_weight == 0.30
+    assert row["avg_return_when_high"] == 0.75 and row["avg_return_when_low"] == 0.25
+    assert row["lift_pct"] == pytest.approx(50.0)
+    assert row["sample_size_total"] == 40 and row["analysis_window_days"] == window
+    assert row["details"]["old_weight"] == 0.20 and row["details"]["new_weight"] == 0.30
+
+
+def test_config_follows_latest_decision_even_when_an_older_day_is_rerun(engine):
+    with engine.begin() as conn:
+        apply_blend_weight(conn, next_blend_weight(0.20, 30, 40, 10, 40), D, 30)
+        apply_blend_weight(
+            conn, next_blend_weight(0.30, 30, 40, 10, 40), D + dt.timedelta(days=7), 30
+        )
+        apply_blend_weight(conn, next_blend_weight(0.20, 10, 40, 30, 40), D, 30)
+        assert conn.execute(sa.text("SELECT ml_blend_weight FROM reference_portfolio_config")).scalar() == 0.40
+        assert blend_weight_as_of(conn, D + dt.timedelta(days=1)) == 0.10
