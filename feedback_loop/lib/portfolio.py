@@ -1,0 +1,267 @@
+"""Paper executor: fills queued signals, sizes positions, applies exits, one trading day at a time.
+
+`step_portfolio(state, as_of, queued_signals, prices, policy)` runs one trading day:
+
+(a) at as_of's adjusted open, queued signals known at the previous close are filled —
+    sell-side signals first (they close longs and free cash and slots; never shorts),
+    then buy-side signals by descending confidence (ties by signal_id);
+(b) at as_of's adjusted close every open position updates its highest close and is
+    checked for exits in the order timeout → trailing stop → stop loss;
+(c) the equity curve gets the row for as_of.
+
+Sizing: size_usd = equity_usd × base_position_frac × confidence / min_queue_confidence,
+capped at max_position_frac × equity_usd and at the cash available at that moment
+(so cash never goes negative; a signal meeting no cash is skipped_risk). equity_usd is the
+equity marked at the previous close (initial capital on the first day). Quantities are
+fractional shares (quantity = size_usd / fill price).
+
+Stop loss at entry: entry − atr_stop_multiple × ATR, ATR being the simple mean of the
+atr_window_days true ranges before the entry date (needs atr_window_days + 1 adjusted bars,
+each true range using the previous adjusted close); without them the stop is
+entry × (1 − fallback_stop_frac).
+
+Prices are adjusted throughout: adj_close for closes, open/high/low × adj_close / close.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from feedback_loop.lib.policy import PortfolioPolicy
+from feedback_loop.lib.vocab import (
+    SIGNAL_DIRECTION,
+    ExitReason,
+    PositionStatus,
+    SignalStatus,
+    SignalType,
+)
+
+#: The columns of table portfolio_positions that the executor owns.
+POSITION_DTYPES = {
+    "position_id": object,
+    "signal_id": object,
+    "ticker": object,
+    "status": object,
+    "trading_mode": object,
+    "quantity": "float64",
+    "entry_date": "datetime64[ns]",
+    "entry_price": "float64",
+    "stop_loss_price": "float64",
+    "highest_close": "float64",
+    "confidence": "float64",
+    "exit_date": "datetime64[ns]",
+    "exit_price": "float64",
+    "exit_reason": object,
+    "broker_order_id": object,
+}
+POSITION_COLUMNS = list(POSITION_DTYPES)
+EQUITY_COLUMNS = ["date", "equity_usd", "cash_usd", "invested_usd", "open_positions"]
+SIGNAL_STATUS_COLUMNS = ["signal_id", "status"]
+ADJUSTED_COLUMNS = ["ticker", "date", "adj_open", "adj_high", "adj_low", "adj_close"]
+
+BUY_SIDE = frozenset(t for t, d in SIGNAL_DIRECTION.items() if d > 0)
+SELL_SIDE = frozenset(t for t, d in SIGNAL_DIRECTION.items() if d < 0)
+
+
+def adjusted_ohlc(prices: pd.DataFrame) -> pd.DataFrame:
+    """PRICE_COLUMNS → ADJUSTED_COLUMNS sorted by (ticker, date): open/high/low × adj_close/close."""
+    factor = prices["adj_close"] / prices["close"]
+    out = pd.DataFrame({
+        "ticker": prices["ticker"],
+        "date": pd.to_datetime(prices["date"]).dt.normalize(),
+        "adj_open": prices["open"].astype("float64") * factor,
+        "adj_high": prices["high"].astype("float64") * factor,
+        "adj_low": prices["low"].astype("float64") * factor,
+        "adj_close": prices["adj_close"].astype("float64"),
+    })
+    return out.sort_values(["ticker", "date"], kind="stable").reset_index(drop=True)
+
+
+def _typed_positions(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[POSITION_COLUMNS].astype(POSITION_DTYPES).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class PortfolioState:
+    """Positions (open and closed), cash, and the equity curve marked at each close."""
+
+    positions: pd.DataFrame  # POSITION_COLUMNS
+    cash_usd: float
+    equity: pd.DataFrame  # EQUITY_COLUMNS
+
+    @classmethod
+    def initial(cls, policy: PortfolioPolicy) -> PortfolioState:
+        positions = _typed_positions(pd.DataFrame(columns=POSITION_COLUMNS))
+        equity = pd.DataFrame({
+            "date": pd.Series(dtype="datetime64[ns]"),
+            "equity_usd": pd.Series(dtype="float64"),
+            "cash_usd": pd.Series(dtype="float64"),
+            "invested_usd": pd.Series(dtype="float64"),
+            "open_positions": pd.Series(dtype="int64"),
+        })
+        return cls(positions=positions, cash_usd=float(policy.initial_capital), equity=equity)
+
+    def open_positions(self) -> pd.DataFrame:
+        return self.positions[self.positions["status"] == PositionStatus.OPEN]
+
+    def last_equity_usd(self) -> float:
+        """Equity at the last marked close; the cash (initial capital) before the first mark."""
+        return float(self.equity["equity_usd"].iloc[-1]) if len(self.equity) else self.cash_usd
+
+
+def stop_loss_price(history: pd.DataFrame, entry_price: float, policy: PortfolioPolicy) -> float:
+    """Initial stop of a long: entry − atr_stop_multiple × ATR(atr_window_days), else the fallback.
+
+    `history` holds one ticker's ADJUSTED_COLUMNS rows strictly before the entry date.
+    ATR is the simple mean of the last atr_window_days true ranges; each true range is
+    max(high − low, |high − previous close|, |low − previous close|).
+    """
+    window = history.tail(policy.atr_window_days + 1)
+    previous_close = window["adj_close"].shift(1)
+    true_range = pd.concat(
+        [
+            window["adj_high"] - window["adj_low"],
+            (window["adj_high"] - previous_close).abs(),
+            (window["adj_low"] - previous_close).abs(),
+        ],
+        axis=1,
+    ).max(axis=1, skipna=False).iloc[1:]
+    if len(true_range) < policy.atr_window_days or true_range.isna().any():
+        return entry_price * (1.0 - policy.fallback_stop_frac)
+    return entry_price - policy.atr_stop_multiple * float(true_range.mean())
+
+
+def step_portfolio(
+    state: PortfolioState,
+    as_of,
+    queued_signals: pd.DataFrame,
+    prices: pd.DataFrame,
+    policy: PortfolioPolicy,
+) -> tuple[PortfolioState, pd.DataFrame]:
+    """Run trading day `as_of`; return the new state and SIGNAL_STATUS_COLUMNS for acted-on signals.
+
+    `queued_signals` must all be dated before as_of (known at the previous close); rows whose
+    status is not 'queued', and hold signals, are ignored. Only prices dated <= as_of are read.
+    The input state is not modified.
+    """
+    as_of = pd.Timestamp(as_of).normalize()
+    if len(state.equity) and state.equity["date"].iloc[-1] >= as_of:
+        raise ValueError(f"state is already marked at {state.equity['date'].iloc[-1].date()}; "
+                         f"cannot step to {as_of.date()}")
+    signals = queued_signals[queued_signals["status"] == SignalStatus.QUEUED]
+    late = pd.to_datetime(signals["as_of"]) >= as_of
+    if late.any():
+        raise ValueError(f"signals {list(signals.loc[late, 'signal_id'])} are not known before "
+                         f"{as_of.date()}; fills happen at the next trading day's open")
+
+    positions = state.positions.copy()
+    tickers = set(signals["ticker"]) | set(positions.loc[positions["status"] == PositionStatus.OPEN, "ticker"])
+    relevant = prices[prices["ticker"].isin(tickers) & (pd.to_datetime(prices["date"]) <= as_of)]
+    bars = adjusted_ohlc(relevant)
+    today = bars[bars["date"] == as_of].set_index("ticker")
+    cash_usd = state.cash_usd
+    statuses: list[tuple[str, str]] = []
+
+    # (a1) sell-side signals close longs at the open.
+    for signal in signals[signals["signal_type"].isin(SELL_SIDE)].sort_values("signal_id").itertuples():
+        held = positions.index[(positions["status"] == PositionStatus.OPEN)
+                               & (positions["ticker"] == signal.ticker)]
+        if len(held) == 0:
+            statuses.append((signal.signal_id, SignalStatus.SKIPPED_NO_POSITION))
+            continue
+        fill_price = today["adj_open"].get(signal.ticker, np.nan)
+        if np.isnan(fill_price):
+            statuses.append((signal.signal_id, SignalStatus.SKIPPED_NO_PRICE))
+            continue
+        cash_usd += float((positions.loc[held, "quantity"] * fill_price).sum())
+        positions.loc[held, ["status", "exit_date", "exit_price", "exit_reason"]] = [
+            PositionStatus.CLOSED.value, as_of, fill_price, ExitReason.SELL_SIGNAL.value,
+        ]
+        statuses.append((signal.signal_id, SignalStatus.CLOSED_LONG))
+
+    # (a2) buy-side signals open longs at the open, highest confidence first.
+    equity_usd = state.last_equity_usd()
+    held_tickers = set(positions.loc[positions["status"] == PositionStatus.OPEN, "ticker"])
+    opened: list[dict] = []
+    buys = signals[signals["signal_type"].isin(BUY_SIDE)].sort_values(
+        ["confidence", "signal_id"], ascending=[False, True], kind="stable")
+    for signal in buys.itertuples():
+        fill_price = today["adj_open"].get(signal.ticker, np.nan)
+        size_usd = min(
+            equity_usd * policy.base_position_frac * signal.confidence / policy.min_queue_confidence,
+            equity_usd * policy.max_position_frac,
+            cash_usd,
+        )
+        if signal.ticker in held_tickers:
+            status = SignalStatus.SKIPPED_ALREADY_HELD
+        elif len(held_tickers) >= policy.max_open_positions:
+            status = SignalStatus.SKIPPED_MAX_POSITIONS
+        elif (signal.confidence < policy.risk_check_confidence
+              and len(held_tickers) >= policy.risk_check_open_positions):
+            status = SignalStatus.SKIPPED_RISK
+        elif np.isnan(fill_price) or fill_price <= 0:
+            status = SignalStatus.SKIPPED_NO_PRICE
+        elif size_usd <= 0:
+            status = SignalStatus.SKIPPED_RISK  # no cash left
+        else:
+            status = SignalStatus.FILLED
+            cash_usd -= size_usd
+            held_tickers.add(signal.ticker)
+            history = bars[(bars["ticker"] == signal.ticker) & (bars["date"] < as_of)]
+            opened.append({
+                "position_id": signal.signal_id, "signal_id": signal.signal_id,
+                "ticker": signal.ticker, "status": PositionStatus.OPEN.value,
+                "trading_mode": str(policy.trading_mode), "quantity": size_usd / fill_price,
+                "entry_date": as_of, "entry_price": fill_price,
+                "stop_loss_price": stop_loss_price(history, fill_price, policy),
+                "highest_close": today.at[signal.ticker, "adj_close"],
+                "confidence": signal.confidence, "exit_date": pd.NaT, "exit_price": np.nan,
+                "exit_reason": None, "broker_order_id": None,
+            })
+        statuses.append((signal.signal_id, status))
+    if opened:
+        positions = pd.concat([positions, pd.DataFrame(opened)], ignore_index=True)
+    positions = _typed_positions(positions)
+
+    # (b) exits at the close: timeout, then trailing stop, then stop loss.
+    is_open = positions["status"] == PositionStatus.OPEN
+    close = positions["ticker"].map(today["adj_close"]).where(is_open).astype("float64")
+    priced = close.notna()
+    positions.loc[priced, "highest_close"] = np.fmax(positions.loc[priced, "highest_close"], close[priced])
+    held_days = (as_of - positions["entry_date"]).dt.days
+    reason = pd.Series(
+        np.select(
+            [
+                held_days >= policy.max_hold_days,
+                close < positions["highest_close"] * (1.0 - policy.trailing_stop_frac),
+                close < positions["stop_loss_price"],
+            ],
+            [ExitReason.TIMEOUT.value, ExitReason.TRAILING_STOP.value, ExitReason.STOP_LOSS.value],
+            default="",
+        ),
+        index=positions.index,
+    )
+    exiting = priced & (reason != "")
+    cash_usd += float((positions.loc[exiting, "quantity"] * close[exiting]).sum())
+    positions.loc[exiting, "status"] = PositionStatus.CLOSED.value
+    positions.loc[exiting, "exit_date"] = as_of
+    positions.loc[exiting, "exit_price"] = close[exiting]
+    positions.loc[exiting, "exit_reason"] = reason[exiting]
+
+    # (c) mark the equity curve at the last known close of each open position.
+    still_open = positions[positions["status"] == PositionStatus.OPEN]
+    last_close = bars.groupby("ticker")["adj_close"].last()
+    mark = still_open["ticker"].map(last_close).fillna(still_open["entry_price"])
+    invested_usd = float((still_open["quantity"] * mark).sum())
+    row = pd.DataFrame({
+        "date": [as_of], "equity_usd": [cash_usd + invested_usd], "cash_usd": [cash_usd],
+        "invested_usd": [invested_usd], "open_positions": [len(still_open)],
+    }).astype(state.equity.dtypes.to_dict())
+    equity = pd.concat([state.equity, row], ignore_index=True) if len(state.equity) else row
+
+    acted = pd.DataFrame(statuses, columns=SIGNAL_STATUS_COLUMNS)
+    acted["status"] = acted["status"].map(str)
+    return PortfolioState(positions=positions, cash_usd=cash_usd, equity=equity), acted
