@@ -36,7 +36,6 @@ from feedback_loop.lib.vocab import (
     ExitReason,
     PositionStatus,
     SignalStatus,
-    SignalType,
 )
 
 #: The columns of table portfolio_positions that the executor owns.
