@@ -70,7 +70,7 @@ def adjusted_ohlc(prices: pd.DataFrame) -> pd.DataFrame:
     factor = prices["adj_close"] / prices["close"]
     out = pd.DataFrame({
         "ticker": prices["ticker"],
-        "date": pd.to_datetime(prices["date"]).dt.normalize(),
+        "date": pd.to_datetime(prices["date"]).dt.normalize().astype("datetime64[ns]"),
         "adj_open": prices["open"].astype("float64") * factor,
         "adj_high": prices["high"].astype("float64") * factor,
         "adj_low": prices["low"].astype("float64") * factor,
