@@ -177,10 +177,10 @@ def drift_report(
         findings = flags
     elif len(drifting) >= policy.DRIFT_FEATURES_FOR_RETRAIN:
         recommendation = DriftRecommendation.SCHEDULE_RETRAIN
-        findings = [
+        findings = [(
             f"{len(drifting)} features with KS > {policy.DRIFT_KS_THRESHOLD} "
             f"(>= {policy.DRIFT_FEATURES_FOR_RETRAIN}): {', '.join(drifting)}"
-        ]
+        )]
     else:
         recommendation = DriftRecommendation.NO_ACTION
         findings = [
