@@ -1,6 +1,9 @@
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from feedback_loop.lib import frames
 from feedback_loop.lib.outcomes import (
@@ -144,3 +147,67 @@ def test_shadow_outcomes_wait_for_the_horizon_and_ignore_later_prices():
     later = shadow_outcomes(signals, prices.assign(adj_close=prices["adj_close"].where(
         prices["date"] <= day(5), 1e6)), as_of=day(5), horizon_days=2)
     pd.testing.assert_frame_equal(resolved, later)
+
+
+def _random_market(seed=0, n_tickers=8, n_days=90):
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range("2023-01-02", periods=n_days)
+    tickers = [f"T{i}" for i in range(n_tickers)] + ["SPY"]
+    closes = 100 * np.exp(np.cumsum(rng.normal(0, 0.03, (len(tickers), n_days)), axis=1))
+    opens = closes * np.exp(rng.normal(0, 0.01, closes.shape))
+    prices = pd.DataFrame({
+        "ticker": np.repeat(tickers, n_days), "date": np.tile(dates, len(tickers)),
+        "open": opens.ravel(), "high": np.maximum(opens, closes).ravel() * 1.01,
+        "low": np.minimum(opens, closes).ravel() * 0.99, "close": closes.ravel(),
+        "adj_close": closes.ravel() * 0.8, "volume": 1.0,
+    })
+    signals = pd.DataFrame({"as_of": rng.choice(dates[:-1], 60), "ticker": rng.choice(tickers[:-1], 60)})
+    signals = signals.drop_duplicates().reset_index(drop=True)
+    n = len(signals)
+    signals["signal_id"] = signals["as_of"].dt.strftime("%Y-%m-%d") + ":" + signals["ticker"]
+    signals["signal_type"] = rng.choice(["buy", "strong_buy", "sell", "strong_sell"], n)
+    signals["confidence"] = rng.uniform(0.65, 1.0, n)
+    signals["heuristic_signal_type"] = signals["signal_type"]
+    signals["heuristic_confidence"] = signals["confidence"]
+    signals["ml_signal_type"] = rng.choice(["buy", "sell", "hold", None], n)
+    signals["ml_confidence"] = 0.6
+    signals["blend_weight"] = 0.2
+    signals["blend_case"] = "heuristic_only"
+    signals["ml_enhanced"] = False
+    signals["model_id"] = None
+    signals["model_version"] = None
+    signals["serving_path"] = "no_champion"
+    signals["status"] = "queued"
+    signals["features"] = [{"f1": float(i), "f2": None} for i in range(n)]
+    return dates, prices, signals
+
+
+def test_executor_outcome_and_shadow_rows_are_accepted_by_the_schema(engine):
+    from feedback_loop.lib import db
+
+    policy = PortfolioPolicy(base_position_frac=0.3, max_position_frac=0.4, max_hold_days=20)
+    dates, prices, signals = _random_market()
+    state, acted = PortfolioState.initial(policy), []
+    for previous, today in itertools.pairwise(dates):
+        state, statuses = step_portfolio(state, today, signals[signals["as_of"] == previous], prices, policy)
+        acted.append(statuses)
+        assert state.cash_usd >= 0
+        assert state.open_positions()["ticker"].is_unique
+    equity = state.equity
+    np.testing.assert_allclose(equity["equity_usd"], equity["cash_usd"] + equity["invested_usd"])
+    status = pd.concat(acted).set_index("signal_id")["status"]
+    signals["status"] = signals["signal_id"].map(status).fillna(signals["status"])
+    assert {"filled", "closed_long", "skipped_no_position"} <= set(signals["status"])
+    assert (signals["status"] == "skipped_risk").any()  # cash ran out
+    assert {"stop_loss", "timeout"} <= set(state.positions["exit_reason"].dropna())
+
+    outcomes = outcomes_from_positions(state.positions, signals, prices)
+    shadows = shadow_outcomes(signals, prices, dates[-1], policy.shadow_horizon_days)
+    assert len(shadows) > 0 and len(outcomes) > 0
+    with engine.begin() as conn:
+        db.upsert_frame(conn, "trading_signals", signals, ["signal_id"])
+        db.upsert_frame(conn, "portfolio_positions", state.positions, ["position_id"])
+        db.upsert_frame(conn, "signal_outcomes", outcomes, ["position_id"])
+        db.upsert_frame(conn, "shadow_outcomes", shadows, ["signal_id"])
+        stored = conn.execute(sa.text("SELECT features FROM signal_outcomes")).scalars().all()
+    assert all(set(f) == {"f1", "f2"} for f in stored)
