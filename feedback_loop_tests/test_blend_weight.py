@@ -73,8 +73,13 @@ def test_win_rates_compare_same_signals_in_window():
         ("s8", "2025-06-21", "loss", "loss"),
     ])
     counts = win_rates_from_shadow(shadow, D, 30)
-    assert (counts.ml_n, counts.ml_wins, counts.ml_breakevens) == (4, 2, 1)
-    assert (counts.heuristic_n, counts.heuristic_wins, counts.heuristic_breakevens) == (4, 1, 1)
+    assert counts == {
+        "ml_wins": 2, "ml_n": 4, "ml_breakevens": 1,
+        "heuristic_wins": 1, "heuristic_n": 4, "heuristic_breakevens": 1,
+    }
+    decision = next_blend_weight(0.20, **counts)
+    assert decision.ml_win_rate == 0.5 and decision.heuristic_win_rate == 0.25
+    assert "breakevens counted as not-wins: ML 1, heuristic 1" in decision.reason
 
 
 def test_apply_is_idempotent_and_weights_are_point_in_time(engine):

@@ -2,6 +2,7 @@ import datetime as dt
 import threading
 import time
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
@@ -203,7 +204,9 @@ def test_comparison_and_retraining_event_rows(engine):
             conn, as_of=D, new_model_id="b", current_model_id="a", new_accuracy=0.63,
             current_accuracy=0.61, new_f1=0.5, current_f1=0.49, holdout_rows=400,
             new_shadow_win_rate=0.55, current_shadow_win_rate=0.5, promoted=True,
-            reason="accuracy +0.0200 >= 0.02", details={"holdout_start": "2025-01-01"},
+            reason="accuracy +0.0200 >= 0.02",
+            details={"holdout_start": D, "roc_auc": np.float64("nan"), "n": np.int64(3),
+                     "per_class": np.array([0.5, 0.25])},
         )
         event_id = registry.record_retraining_event(
             conn, as_of=D, trigger="feature_drift", dagster_run_id="run-1", old_model_id="a",
@@ -225,7 +228,8 @@ def test_comparison_and_retraining_event_rows(engine):
         ).one()._mapping
     assert comparison["as_of"] == D and comparison["holdout_rows"] == 400
     assert comparison["current_shadow_win_rate"] == 0.5 and comparison["promoted"] is True
-    assert comparison["details"] == {"holdout_start": "2025-01-01"}
+    assert comparison["details"] == {
+        "holdout_start": "2025-03-03", "roc_auc": None, "n": 3, "per_class": [0.5, 0.25]}
     assert event["trigger"] == "feature_drift" and event["dagster_run_id"] == "run-1"
     assert event["old_metrics"] == {"accuracy": 0.61} and event["new_metrics"] == {"accuracy": 0.63}
     assert event["accuracy_improvement"] == 0.02 and event["deployed"] is True

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from typing import TypedDict
 
 import pandas as pd
 import sqlalchemy as sa
@@ -29,9 +30,11 @@ _RESOLVED = {Outcome.WIN.value, Outcome.LOSS.value, Outcome.BREAKEVEN.value}
 _DECIMALS = 10
 
 
-@dataclass(frozen=True)
-class ShadowWinCounts:
-    """Resolved shadow outcomes of the window, ML and heuristic on the same signals."""
+class ShadowWinCounts(TypedDict):
+    """Resolved shadow outcomes of the window, ML and heuristic on the same signals.
+
+    A mapping, so `next_blend_weight(current, **counts)` takes it as it is.
+    """
 
     ml_wins: int
     ml_n: int
@@ -82,22 +85,36 @@ def win_rates_from_shadow(shadow_outcomes: pd.DataFrame, as_of, window_days: int
 
 
 def next_blend_weight(
-    current: float, ml_wins: int, ml_n: int, heuristic_wins: int, heuristic_n: int
+    current: float,
+    ml_wins: int,
+    ml_n: int,
+    heuristic_wins: int,
+    heuristic_n: int,
+    *,
+    ml_breakevens: int = 0,
+    heuristic_breakevens: int = 0,
 ) -> BlendWeightDecision:
     """One step of BLEND_WEIGHT_STEP toward the side whose win rate leads by MORE than
     BLEND_WEIGHT_WIN_RATE_MARGIN_FRAC, within [BLEND_WEIGHT_MIN, BLEND_WEIGHT_MAX].
 
     No move when either side has fewer than BLEND_WEIGHT_MIN_OUTCOMES_PER_SIDE resolved
-    outcomes. Weights are rounded to 2 decimals.
+    outcomes. Weights are rounded to 2 decimals. Breakevens (already counted in the n's as
+    not-wins) are stated in the reason.
     """
     current = round(current, 2)
     ml_rate = ml_wins / ml_n if ml_n else None
     heuristic_rate = heuristic_wins / heuristic_n if heuristic_n else None
     sample_size = min(ml_n, heuristic_n)
 
+    breakevens = (
+        f"; breakevens counted as not-wins: ML {ml_breakevens}, heuristic {heuristic_breakevens}"
+        if ml_breakevens or heuristic_breakevens else ""
+    )
+
     def decision(new_weight: float, reason: str) -> BlendWeightDecision:
         return BlendWeightDecision(
-            current, new_weight, new_weight != current, reason, ml_rate, heuristic_rate, sample_size
+            current, new_weight, new_weight != current, reason + breakevens, ml_rate,
+            heuristic_rate, sample_size,
         )
 
     minimum = policy.BLEND_WEIGHT_MIN_OUTCOMES_PER_SIDE

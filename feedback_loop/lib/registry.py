@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -67,8 +69,24 @@ def _day(value) -> dt.date:
     return pd.Timestamp(value).date()
 
 
+def _plain(value):
+    """JSON-ready copy: numpy scalars/arrays to Python, dates to ISO text, NaN/inf to null."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (dt.date, pd.Timestamp)):
+        return value.isoformat()
+    return value
+
+
 def _json(value) -> str:
-    return json.dumps(value, default=float)
+    """JSON text Postgres accepts as JSONB (which has no NaN)."""
+    return json.dumps(_plain(value), allow_nan=False)
 
 
 def _record(row) -> ModelRecord:
