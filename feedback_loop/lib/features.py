@@ -1,0 +1,361 @@
+"""The one feature function: the same code builds training rows and scores live signals.
+
+`compute_ticker_features` returns one row per (ticker, as_of) with the columns
+`ticker, as_of, trade_count, buy_count, sell_count` + `FEATURE_NAMES`. It sees only
+signal-eligible disclosures (ticker present, asset type in `vocab.SIGNAL_ASSET_TYPES`)
+filed on or before `as_of` (filing date, never trade date) and prices dated on or before
+`as_of`. Feature units (all are floats; NaN means "not computable", never a default):
+
+- `politician_count`: distinct politicians (politician_id, else filer_name) with a
+  disclosure filed in the window (as_of - window_days, as_of], count.
+- `buy_sell_ratio`: purchases / sales (sale_full + sale_partial) in the window, unitless,
+  capped at `policy.BUY_SELL_RATIO_CAP`; the cap when there are buys and no sales, 1.0
+  when there are neither. Exchanges are neither buys nor sales.
+- `recent_activity_30d`: disclosures filed in (as_of - 30 calendar days, as_of], count.
+- `bipartisan`: 1.0 when both Democrats and Republicans traded the ticker in the window,
+  else 0.0.
+- `net_volume`: USD buy volume minus USD sell volume in the window. A disclosure's volume
+  is its amount band midpoint ((min + max) / 2, or min for open-ended bands) times its
+  `duplicate_count`.
+- `volume_magnitude`: log1p of the total USD volume in the window (buys, sales and
+  exchanges), natural log.
+- `party_alignment`: share (fraction) of the window's D/R trades made by the majority of
+  those two parties, in [0.5, 1]; NaN when no trade has a D/R party. Independents are
+  not counted (they belong to neither side of `bipartisan` either).
+- `disclosure_delay`: mean days from trade date to filing date over the window's trades.
+- `committee_relevance`: share (fraction) of the window's trades filed by senators. This
+  is the chamber mix, a stand-in: committee membership data is not available.
+- `market_momentum`: the ticker's adj_close return over 20 of its trading days, fraction,
+  ending at its last price on or before as_of.
+- `sector_performance`: mean 20-trading-day return (fraction) of the tickers with prices
+  in the ticker's sector as of the date (the ticker included); NaN when the ticker's
+  sector is unknown or `sectors` is empty.
+- `vix_level`: VIX proxy: SPY realized volatility of the last 20 daily log returns,
+  annualized (x sqrt(252)), fraction (0.20 = 20 %).
+- `market_return_20d`: SPY 20-trading-day return, fraction.
+- `market_breadth`: share (fraction) of priced tickers (SPY excluded) whose last adj_close
+  on or before as_of is above their adj_close 20 of their trading days earlier, among
+  those with prices at both dates.
+
+A "last price on or before as_of" older than `PRICE_STALENESS_MAX_DAYS` counts as no
+price. Price-derived values are NaN when the prices they need are absent (about half of
+the real traded tickers have no prices); the market-wide values (`vix_level`,
+`market_return_20d`, `market_breadth`) and `sector_performance` do not depend on the
+ticker's own prices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from feedback_loop.lib import policy, vocab
+from feedback_loop.lib.frames import MARKET_TICKER
+
+FEATURE_NAMES: list[str] = [
+    "politician_count",
+    "buy_sell_ratio",
+    "recent_activity_30d",
+    "bipartisan",
+    "net_volume",
+    "volume_magnitude",
+    "party_alignment",
+    "disclosure_delay",
+    "market_momentum",
+    "committee_relevance",
+    "sector_performance",
+    "vix_level",
+    "market_return_20d",
+    "market_breadth",
+]
+
+#: Columns of the frame `compute_ticker_features` returns, in order.
+FEATURE_FRAME_COLUMNS: list[str] = [
+    "ticker",
+    "as_of",
+    "trade_count",
+    "buy_count",
+    "sell_count",
+    *FEATURE_NAMES,
+]
+
+#: Default look-back window of the disclosure features, calendar days.
+FEATURE_WINDOW_DAYS = 90
+#: Window of `recent_activity_30d`, calendar days (what the name promises).
+RECENT_ACTIVITY_DAYS = 30
+#: Horizon of momentum, sector performance, market return and breadth, trading days.
+RETURN_HORIZON_TRADING_DAYS = 20
+#: Number of daily log returns in the realized-volatility VIX proxy, trading days.
+VOLATILITY_WINDOW_TRADING_DAYS = 20
+#: Trading days per year, to annualize daily volatility.
+TRADING_DAYS_PER_YEAR = 252
+#: A last price older than this many calendar days before as_of is treated as no price
+#: (delisted or no longer delivered); 7 days spans weekends plus a market holiday.
+PRICE_STALENESS_MAX_DAYS = 7
+
+_BUY_TYPES = [vocab.TransactionType.PURCHASE.value]
+_SELL_TYPES = [vocab.TransactionType.SALE_FULL.value, vocab.TransactionType.SALE_PARTIAL.value]
+_SIGNAL_ASSET_TYPES = sorted(t.value for t in vocab.SIGNAL_ASSET_TYPES)
+_PRICE_FEATURES = [
+    "market_momentum",
+    "sector_performance",
+    "vix_level",
+    "market_return_20d",
+    "market_breadth",
+]
+
+
+def compute_ticker_features(
+    disclosures: pd.DataFrame,
+    prices: pd.DataFrame,
+    *,
+    as_of_dates: Iterable | None = None,
+    pairs: pd.DataFrame | None = None,
+    window_days: int = FEATURE_WINDOW_DAYS,
+    sectors: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Feature rows for (ticker, as_of) pairs; see the module docstring for each feature's unit.
+
+    Give exactly one of:
+    - `as_of_dates`: for each date, every ticker with at least one signal-eligible
+      disclosure filed in (as_of - window_days, as_of]; rows sorted by as_of, ticker.
+    - `pairs`: a frame with columns ticker, as_of; exactly those rows, in that order
+      (a pair without disclosures in its window gets trade_count 0).
+
+    `disclosures` has `frames.DISCLOSURE_COLUMNS`, `prices` `frames.PRICE_COLUMNS` (SPY
+    included), `sectors` `frames.SECTOR_COLUMNS` (None or empty: sector_performance NaN).
+    Returns `FEATURE_FRAME_COLUMNS` with a fresh RangeIndex.
+    """
+    if (as_of_dates is None) == (pairs is None):
+        raise ValueError("give exactly one of as_of_dates or pairs")
+    eligible = _eligible_disclosures(disclosures)
+    if pairs is None:
+        requests = _active_pairs(eligible, as_of_dates, window_days)
+    else:
+        requests = pd.DataFrame(
+            {"ticker": pairs["ticker"].to_numpy(dtype=object), "as_of": _normalized(pairs["as_of"])}
+        )
+    counts, disclosure_features = _disclosure_features(requests, eligible, window_days)
+    price_features = _price_features(requests, prices, sectors)
+    out = pd.DataFrame(
+        {"ticker": requests["ticker"].to_numpy(dtype=object), "as_of": requests["as_of"].to_numpy()}
+    )
+    for name, values in counts.items():
+        out[name] = values
+    features = disclosure_features | price_features
+    for name in FEATURE_NAMES:
+        out[name] = features[name].astype(float)
+    return out
+
+
+def feature_vector(row: Mapping | pd.Series) -> dict[str, float | None]:
+    """The JSON-able feature dict stored with a signal: keys `FEATURE_NAMES`, NaN -> None."""
+    return {name: (None if pd.isna(row[name]) else float(row[name])) for name in FEATURE_NAMES}
+
+
+def features_frame_from_vectors(vectors: Iterable[Mapping]) -> pd.DataFrame:
+    """Inverse of `feature_vector` over many stored vectors: a float frame of `FEATURE_NAMES`.
+
+    None becomes NaN. A feature key that no vector carries raises ValueError (training
+    must never silently drop or default a feature the vectors were supposed to store).
+    """
+    records = list(vectors)
+    frame = pd.DataFrame.from_records(records)
+    missing = [name for name in FEATURE_NAMES if name not in frame.columns]
+    if records and missing:
+        raise ValueError(f"stored feature vectors lack keys {missing}")
+    return frame.reindex(columns=FEATURE_NAMES).astype(float).reset_index(drop=True)
+
+
+# --- disclosures ---------------------------------------------------------------------
+
+
+def _normalized(values) -> np.ndarray:
+    """Dates as midnight-normalized datetime64[ns] values."""
+    return pd.to_datetime(pd.Series(values)).dt.normalize().astype("datetime64[ns]").to_numpy()
+
+
+def _eligible_disclosures(disclosures: pd.DataFrame) -> pd.DataFrame:
+    """Signal-eligible disclosures reduced to the per-trade quantities the features need."""
+    d = disclosures.loc[
+        disclosures["ticker"].notna() & disclosures["asset_type"].isin(_SIGNAL_ASSET_TYPES)
+    ]
+    low_usd = d["amount_min_usd"].astype(float)
+    high_usd = d["amount_max_usd"].astype(float)
+    volume_usd = low_usd.where(high_usd.isna(), (low_usd + high_usd) / 2) * d[
+        "duplicate_count"
+    ].astype(float)
+    is_buy = d["transaction_type"].isin(_BUY_TYPES).to_numpy()
+    is_sell = d["transaction_type"].isin(_SELL_TYPES).to_numpy()
+    filed = _normalized(d["disclosure_date"])
+    traded = _normalized(d["transaction_date"])
+    return pd.DataFrame(
+        {
+            "ticker": d["ticker"].to_numpy(dtype=object),
+            "filed": filed,
+            "politician": pd.factorize(d["politician_id"].fillna(d["filer_name"]))[0],
+            "buy": is_buy.astype(float),
+            "sell": is_sell.astype(float),
+            "volume_usd": volume_usd.to_numpy(),
+            "signed_volume_usd": volume_usd.to_numpy()
+            * (is_buy.astype(float) - is_sell.astype(float)),
+            "democrat": (d["party"] == vocab.Party.DEMOCRAT.value).to_numpy(dtype=float),
+            "republican": (d["party"] == vocab.Party.REPUBLICAN.value).to_numpy(dtype=float),
+            "senate": (d["chamber"] == vocab.Chamber.SENATE.value).to_numpy(dtype=float),
+            "delay_days": (filed - traded) / np.timedelta64(1, "D"),
+        }
+    )
+
+
+def _active_pairs(eligible: pd.DataFrame, as_of_dates: Iterable, window_days: int) -> pd.DataFrame:
+    """Every (ticker, as_of) with >= 1 eligible disclosure filed in (as_of - window_days, as_of].
+
+    A disclosure filed on f is in the window of the dates d with f <= d < f + window_days:
+    a contiguous run of the sorted dates, found by binary search and expanded with repeat.
+    """
+    dates = np.unique(_normalized(list(as_of_dates)))
+    filed = eligible["filed"].to_numpy()
+    first = np.searchsorted(dates, filed, side="left")
+    stop = np.searchsorted(dates, filed + np.timedelta64(window_days, "D"), side="left")
+    runs = stop - first
+    offsets = np.arange(runs.sum()) - np.repeat(np.cumsum(runs) - runs, runs)
+    expanded = pd.DataFrame(
+        {
+            "ticker": np.repeat(eligible["ticker"].to_numpy(dtype=object), runs),
+            "as_of": dates[np.repeat(first, runs) + offsets],
+        }
+    )
+    return expanded.drop_duplicates().sort_values(["as_of", "ticker"], ignore_index=True)
+
+
+def _disclosure_features(
+    requests: pd.DataFrame, eligible: pd.DataFrame, window_days: int
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(trade/buy/sell counts, disclosure features) for each request row, as arrays."""
+    n = len(requests)
+    keyed = pd.DataFrame({"ticker": requests["ticker"].to_numpy(dtype=object), "row": np.arange(n)})
+    keyed["as_of"] = requests["as_of"].to_numpy()
+    joined = keyed.merge(eligible, on="ticker", how="inner")
+    as_of = joined["as_of"].to_numpy()
+    filed = joined["filed"].to_numpy()
+    window = joined.loc[(filed <= as_of) & (filed > as_of - np.timedelta64(window_days, "D"))]
+    row = window["row"].to_numpy()
+
+    def per_row(weights: str | np.ndarray | None = None) -> np.ndarray:
+        values = window[weights].to_numpy() if isinstance(weights, str) else weights
+        return np.bincount(row, weights=values, minlength=n).astype(float)
+
+    trades = per_row()
+    buys = per_row("buy")
+    sells = per_row("sell")
+    democrats = per_row("democrat")
+    republicans = per_row("republican")
+    recent = window["filed"].to_numpy() > window["as_of"].to_numpy() - np.timedelta64(
+        RECENT_ACTIVITY_DAYS, "D"
+    )
+    n_politicians = int(eligible["politician"].max()) + 1 if len(eligible) else 1
+    distinct = pd.unique(row.astype(np.int64) * n_politicians + window["politician"].to_numpy())
+    ratio = np.select(
+        [sells > 0, buys > 0],
+        [np.minimum(_ratio(buys, sells), policy.BUY_SELL_RATIO_CAP), policy.BUY_SELL_RATIO_CAP],
+        1.0,
+    )
+    counts = {
+        "trade_count": trades.astype(np.int64),
+        "buy_count": buys.astype(np.int64),
+        "sell_count": sells.astype(np.int64),
+    }
+    features = {
+        "politician_count": np.bincount(distinct // n_politicians, minlength=n).astype(float),
+        "buy_sell_ratio": ratio,
+        "recent_activity_30d": per_row(recent.astype(float)),
+        "bipartisan": ((democrats > 0) & (republicans > 0)).astype(float),
+        "net_volume": per_row("signed_volume_usd"),
+        "volume_magnitude": np.log1p(per_row("volume_usd")),
+        "party_alignment": _ratio(np.maximum(democrats, republicans), democrats + republicans),
+        "disclosure_delay": _ratio(per_row("delay_days"), trades),
+        "committee_relevance": _ratio(per_row("senate"), trades),
+    }
+    return counts, features
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, NaN where the denominator is 0."""
+    safe = np.where(denominator > 0, denominator, 1.0)
+    return np.where(denominator > 0, numerator / safe, np.nan)
+
+
+# --- prices --------------------------------------------------------------------------
+
+
+def _price_features(
+    requests: pd.DataFrame, prices: pd.DataFrame, sectors: pd.DataFrame | None
+) -> dict[str, np.ndarray]:
+    """Price-derived features of each request row, looked up on a daily calendar.
+
+    Per-ticker series (20-trading-day return over the ticker's own rows, SPY volatility)
+    are pivoted onto every calendar day and forward-filled at most
+    `PRICE_STALENESS_MAX_DAYS`, so a calendar day holds the value at the last price on or
+    before it; a request reads its as_of row.
+    """
+    p = prices.loc[prices["adj_close"].notna(), ["ticker", "date", "adj_close"]].copy()
+    as_of = requests["as_of"].to_numpy()
+    if p.empty or len(requests) == 0:
+        return {name: np.full(len(requests), np.nan) for name in _PRICE_FEATURES}
+    p["date"] = _normalized(p["date"])
+    p = p.drop_duplicates(["ticker", "date"], keep="last").sort_values(["ticker", "date"])
+    by_ticker = p.groupby("ticker", sort=False)["adj_close"]
+    p["return_frac"] = p["adj_close"] / by_ticker.shift(RETURN_HORIZON_TRADING_DAYS) - 1.0
+
+    start = p["date"].min()
+    calendar = pd.date_range(start, max(p["date"].max(), as_of.max()), freq="D")
+    returns = (
+        p.pivot(index="date", columns="ticker", values="return_frac")
+        .reindex(calendar)
+        .ffill(limit=PRICE_STALENESS_MAX_DAYS)
+    )
+    spy_close = p.loc[p["ticker"] == MARKET_TICKER].set_index("date")["adj_close"]
+    spy_volatility = np.log(spy_close).diff().rolling(VOLATILITY_WINDOW_TRADING_DAYS).std()
+    spy_volatility = (spy_volatility * np.sqrt(TRADING_DAYS_PER_YEAR)).reindex(calendar)
+    spy_volatility = spy_volatility.ffill(limit=PRICE_STALENESS_MAX_DAYS)
+    spy_return = (
+        returns[MARKET_TICKER]
+        if MARKET_TICKER in returns.columns
+        else pd.Series(np.nan, index=calendar)
+    )
+    stocks = returns.drop(columns=[MARKET_TICKER], errors="ignore")
+    breadth = pd.Series(
+        _ratio((stocks > 0).sum(axis=1).to_numpy(), stocks.notna().sum(axis=1).to_numpy()),
+        index=calendar,
+    )
+
+    day = ((as_of - start.to_datetime64()) // np.timedelta64(1, "D")).astype(np.int64)
+    ticker_col = returns.columns.get_indexer(requests["ticker"])
+    sector_of = _sector_map(sectors)
+    sector_means = returns.T.groupby(returns.columns.map(sector_of)).mean().T
+    sector_col = sector_means.columns.get_indexer(requests["ticker"].map(sector_of))
+    return {
+        "market_momentum": _lookup(returns.to_numpy(), day, ticker_col),
+        "sector_performance": _lookup(sector_means.to_numpy(), day, sector_col),
+        "vix_level": _lookup(spy_volatility.to_numpy()[:, None], day, np.zeros_like(day)),
+        "market_return_20d": _lookup(spy_return.to_numpy()[:, None], day, np.zeros_like(day)),
+        "market_breadth": _lookup(breadth.to_numpy()[:, None], day, np.zeros_like(day)),
+    }
+
+
+def _sector_map(sectors: pd.DataFrame | None) -> pd.Series:
+    """ticker -> sector (unknown tickers map to NaN)."""
+    if sectors is None or sectors.empty:
+        return pd.Series(dtype=object)
+    known = sectors.dropna(subset=["ticker", "sector"]).drop_duplicates("ticker", keep="last")
+    return known.set_index("ticker")["sector"]
+
+
+def _lookup(table: np.ndarray, day: np.ndarray, column: np.ndarray) -> np.ndarray:
+    """table[day, column] per request, NaN where the day precedes the table or the column is unknown."""
+    found = (day >= 0) & (column >= 0)
+    out = np.full(len(day), np.nan)
+    out[found] = table[day[found], column[found]]
+    return out

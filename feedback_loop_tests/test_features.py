@@ -1,0 +1,377 @@
+"""compute_ticker_features on a tiny hand-built fixture: every value derived by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from feedback_loop.lib import policy
+from feedback_loop.lib.features import (
+    FEATURE_FRAME_COLUMNS,
+    FEATURE_NAMES,
+    compute_ticker_features,
+    feature_vector,
+    features_frame_from_vectors,
+)
+from feedback_loop.lib.frames import DISCLOSURE_COLUMNS
+
+AS_OF = pd.Timestamp("2024-03-29")  # a Friday; 2024 is a leap year
+DAY = pd.Timedelta(days=1)
+
+
+def disclosure(**fields) -> dict:
+    row = {
+        "disclosure_id": None,
+        "source": "house",
+        "politician_id": "p1",
+        "filer_name": "Hon. One",
+        "chamber": "house",
+        "party": "D",
+        "state": "CA",
+        "ticker": "AAA",
+        "asset_description": "",
+        "asset_type": "stock",
+        "transaction_type": "purchase",
+        "transaction_date": AS_OF - 10 * DAY,
+        "disclosure_date": AS_OF - 5 * DAY,
+        "amount_min_usd": 1001.0,
+        "amount_max_usd": 15000.0,
+        "owner": "self",
+        "ptr_link": "",
+        "duplicate_count": 1,
+        "filed_before_trade": False,
+    }
+    row.update(fields)
+    return row
+
+
+def frame(rows: list[dict]) -> pd.DataFrame:
+    out = pd.DataFrame(rows, columns=DISCLOSURE_COLUMNS)
+    out["disclosure_id"] = [f"d{i}" for i in range(len(out))]
+    return out
+
+
+@pytest.fixture
+def disclosures() -> pd.DataFrame:
+    return frame(
+        [
+            # AAA: four visible trades by three politicians
+            disclosure(
+                transaction_date=AS_OF - 28 * DAY, disclosure_date=AS_OF - 9 * DAY
+            ),  # delay 19
+            disclosure(
+                transaction_date=AS_OF - 38 * DAY,
+                disclosure_date=AS_OF - 28 * DAY,  # delay 10
+                amount_min_usd=15001.0,
+                amount_max_usd=50000.0,
+                duplicate_count=2,
+            ),
+            disclosure(
+                politician_id=None,
+                filer_name="Sen. X",
+                chamber="senate",
+                party="R",
+                transaction_type="sale_full",
+                amount_min_usd=5_000_001.0,
+                amount_max_usd=None,
+                transaction_date=AS_OF - 57 * DAY,
+                disclosure_date=AS_OF - 30 * DAY,
+            ),  # delay 27
+            disclosure(
+                politician_id="p3",
+                filer_name="Hon. Three",
+                party=None,
+                transaction_type="exchange",
+                transaction_date=AS_OF - 29 * DAY,
+                disclosure_date=AS_OF - 29 * DAY,
+            ),  # delay 0
+            # AAA: invisible or ineligible
+            disclosure(asset_type="bond"),
+            disclosure(
+                transaction_date=AS_OF - 20 * DAY, disclosure_date=AS_OF + 4 * DAY
+            ),  # filed after as_of
+            disclosure(
+                disclosure_date=AS_OF - 90 * DAY, transaction_date=AS_OF - 100 * DAY
+            ),  # window is (-90, 0]
+            # no ticker
+            disclosure(ticker=None),
+            # BBB: a single purchase, one party, no prices
+            disclosure(ticker="BBB", politician_id="p4", filer_name="Hon. Four"),
+            # CCC: exchanges only
+            disclosure(ticker="CCC", transaction_type="exchange"),
+            disclosure(ticker="CCC", transaction_type="exchange", politician_id="p5", party="I"),
+            # EEE: only an option, never eligible
+            disclosure(ticker="EEE", asset_type="option"),
+        ]
+    )
+
+
+SPY_STEP = 0.01  # SPY log returns alternate +2 * SPY_STEP, -SPY_STEP
+
+
+@pytest.fixture
+def prices() -> pd.DataFrame:
+    days = pd.bdate_range(end=AS_OF, periods=40).append(pd.bdate_range(AS_OF + DAY, periods=5))
+    k = np.arange(len(days))
+    spy_log = np.concatenate([[0.0], np.where(k[1:] % 2 == 1, 2 * SPY_STEP, -SPY_STEP)]).cumsum()
+    series = {
+        "SPY": 400 * np.exp(spy_log),
+        "AAA": 100 * 1.01**k,
+        "PEER": 50 * 0.99**k,
+        "DDD": 20 * 1.005**k,
+    }
+    rows = [pd.DataFrame({"ticker": t, "date": days, "adj_close": v}) for t, v in series.items()]
+    # STALE: its prices end 10 calendar days before as_of
+    stale_days = pd.bdate_range(end=AS_OF - 10 * DAY, periods=30)
+    rows.append(
+        pd.DataFrame(
+            {"ticker": "STALE", "date": stale_days, "adj_close": 10 * 1.02 ** np.arange(30)}
+        )
+    )
+    out = pd.concat(rows, ignore_index=True)
+    for column in ["open", "high", "low", "close"]:
+        out[column] = out["adj_close"]
+    out["volume"] = 1_000.0
+    return out
+
+
+SECTORS = pd.DataFrame(
+    {"ticker": ["AAA", "PEER", "DDD", "BBB"], "sector": ["Tech", "Tech", "Energy", "Energy"]}
+)
+
+
+def features_at(disclosures, prices, as_of=AS_OF, **kwargs) -> pd.DataFrame:
+    return compute_ticker_features(disclosures, prices, as_of_dates=[as_of], **kwargs).set_index(
+        "ticker"
+    )
+
+
+def test_columns_and_active_tickers(disclosures, prices):
+    out = compute_ticker_features(disclosures, prices, as_of_dates=[AS_OF])
+    assert list(out.columns) == FEATURE_FRAME_COLUMNS
+    assert FEATURE_FRAME_COLUMNS[5:] == FEATURE_NAMES
+    # EEE (option only) and the ticker-less filing are not signal-eligible
+    assert list(out["ticker"]) == ["AAA", "BBB", "CCC"]
+    assert (out["as_of"] == AS_OF).all()
+
+
+def test_disclosure_features_by_hand(disclosures, prices):
+    aaa = features_at(disclosures, prices).loc["AAA"]
+    assert (aaa.trade_count, aaa.buy_count, aaa.sell_count) == (4, 2, 1)
+    assert aaa.politician_count == 3  # p1 (twice), "Sen. X" by filer name, p3
+    assert aaa.buy_sell_ratio == 2.0
+    assert aaa.recent_activity_30d == 3  # filed 9, 28, 29 days back; 30 days back is out
+    assert aaa.bipartisan == 1.0
+    buy_usd = (1001 + 15000) / 2 + (15001 + 50000) / 2 * 2
+    sell_usd = 5_000_001  # open-ended band: its minimum
+    exchange_usd = (1001 + 15000) / 2
+    assert aaa.net_volume == pytest.approx(buy_usd - sell_usd)
+    assert aaa.volume_magnitude == pytest.approx(math.log1p(buy_usd + sell_usd + exchange_usd))
+    assert aaa.party_alignment == pytest.approx(2 / 3)  # D, D, R; the exchange has no party
+    assert aaa.disclosure_delay == pytest.approx((19 + 10 + 27 + 0) / 4)
+    assert aaa.committee_relevance == pytest.approx(1 / 4)  # one senate trade of four
+
+
+def test_ratio_edges_and_single_party(disclosures, prices):
+    out = features_at(disclosures, prices)
+    bbb, ccc = out.loc["BBB"], out.loc["CCC"]
+    assert bbb.buy_sell_ratio == policy.BUY_SELL_RATIO_CAP  # buys, no sells
+    assert ccc.buy_sell_ratio == 1.0  # neither
+    assert (bbb.bipartisan, bbb.party_alignment) == (0.0, 1.0)
+    assert ccc.party_alignment == 1.0  # one D trade; the independent is not counted
+    assert math.isnan(
+        features_at(frame([disclosure(party="I")]), prices).loc["AAA"].party_alignment
+    )
+    assert ccc.net_volume == 0.0 and ccc.buy_count == ccc.sell_count == 0
+    many_buys = frame(
+        [disclosure(politician_id=f"p{i}") for i in range(12)]
+        + [disclosure(transaction_type="sale_partial")]
+    )
+    assert (
+        features_at(many_buys, prices).loc["AAA"].buy_sell_ratio == policy.BUY_SELL_RATIO_CAP
+    )  # 12 / 1 capped
+
+
+def test_recent_activity_counts_exactly_30_calendar_days(prices):
+    rows = frame(
+        [
+            disclosure(disclosure_date=AS_OF),  # day 1
+            disclosure(disclosure_date=AS_OF - 29 * DAY),  # day 30: in
+            disclosure(disclosure_date=AS_OF - 30 * DAY),  # day 31: out
+            disclosure(disclosure_date=AS_OF - 89 * DAY),  # in the 90-day window only
+        ]
+    )
+    aaa = features_at(rows, prices).loc["AAA"]
+    assert aaa.recent_activity_30d == 2
+    assert aaa.trade_count == 4
+    assert features_at(rows, prices, window_days=30).loc["AAA"].trade_count == 2
+
+
+def test_filing_after_as_of_is_invisible_even_if_traded_before(disclosures, prices):
+    late = disclosure(ticker="LATE", transaction_date=AS_OF - 40 * DAY, disclosure_date=AS_OF + DAY)
+    with_late = pd.concat([disclosures, frame([late])], ignore_index=True)
+    assert "LATE" not in features_at(with_late, prices).index
+    pairs = pd.DataFrame({"ticker": ["LATE"], "as_of": [AS_OF]})
+    assert compute_ticker_features(with_late, prices, pairs=pairs).loc[0, "trade_count"] == 0
+    assert (
+        compute_ticker_features(with_late, prices, pairs=pairs.assign(as_of=AS_OF + DAY)).loc[
+            0, "trade_count"
+        ]
+        == 1
+    )
+
+
+def test_perturbing_the_future_changes_nothing(disclosures, prices):
+    dates = [AS_OF, AS_OF + DAY]  # a trading Friday and the Saturday after it
+    before = compute_ticker_features(disclosures, prices, as_of_dates=dates, sectors=SECTORS)
+    future_disclosures = disclosures.copy()
+    late = future_disclosures["disclosure_date"] > AS_OF
+    assert late.any()
+    future_disclosures.loc[late, ["transaction_type", "party", "chamber"]] = [
+        "sale_full",
+        "R",
+        "senate",
+    ]
+    future_disclosures.loc[late, "amount_min_usd"] = 1e9
+    extra = frame(
+        [
+            disclosure(ticker=t, disclosure_date=AS_OF + 2 * DAY, transaction_date=AS_OF - DAY)
+            for t in ["AAA", "BBB", "NEW"]
+        ]
+    )
+    future_prices = prices.copy()
+    after = future_prices["date"] > AS_OF
+    assert after.any()
+    future_prices.loc[after, "adj_close"] *= np.linspace(0.1, 10, after.sum())
+    future_prices = pd.concat(
+        [future_prices, future_prices.loc[after].assign(ticker="BBB")], ignore_index=True
+    )
+    later = compute_ticker_features(
+        pd.concat([future_disclosures, extra], ignore_index=True),
+        future_prices,
+        as_of_dates=dates,
+        sectors=SECTORS,
+    )
+    pd.testing.assert_frame_equal(before, later)
+
+
+def test_pairs_and_as_of_dates_agree(disclosures, prices):
+    dates = pd.bdate_range(end=AS_OF + 3 * DAY, periods=60)
+    grid = compute_ticker_features(disclosures, prices, as_of_dates=dates, sectors=SECTORS)
+    assert grid["as_of"].nunique() > 40 and grid["ticker"].nunique() == 3
+    pairs = grid[["ticker", "as_of"]].sample(frac=1.0, random_state=7).reset_index(drop=True)
+    served = compute_ticker_features(disclosures, prices, pairs=pairs, sectors=SECTORS)
+    assert list(served["ticker"]) == list(pairs["ticker"])
+    assert list(served["as_of"]) == list(pairs["as_of"])
+    expected = (
+        grid.set_index(["ticker", "as_of"]).loc[pd.MultiIndex.from_frame(pairs)].reset_index()
+    )
+    pd.testing.assert_frame_equal(served, expected)
+
+
+def test_price_features_by_hand(disclosures, prices):
+    out = features_at(disclosures, prices, sectors=SECTORS)
+    aaa = out.loc["AAA"]
+    assert aaa.market_momentum == pytest.approx(1.01**20 - 1)
+    # SPY's 20 last log returns: ten of +2s and ten of -s, s = SPY_STEP
+    assert aaa.market_return_20d == pytest.approx(math.exp(10 * SPY_STEP) - 1)
+    spy_sample_std = 1.5 * SPY_STEP * math.sqrt(20 / 19)
+    assert aaa.vix_level == pytest.approx(spy_sample_std * math.sqrt(252))
+    # AAA and DDD rise over 20 days, PEER falls; SPY is not counted, STALE is stale
+    assert aaa.market_breadth == pytest.approx(2 / 3)
+    assert aaa.sector_performance == pytest.approx(((1.01**20 - 1) + (0.99**20 - 1)) / 2)
+    # market-wide values are the same for every ticker of the date
+    assert out["market_breadth"].nunique() == 1 and out["vix_level"].nunique() == 1
+
+
+def test_last_price_on_or_before_as_of(prices):
+    days = prices.loc[prices["ticker"] == "AAA", "date"].to_numpy()
+    k = np.arange(len(days))
+    wavy = pd.DataFrame(
+        {"ticker": "WAVY", "date": days, "adj_close": 100.0 + k**2}
+    )  # AS_OF is k = 39
+    prices = pd.concat([prices, wavy], ignore_index=True)
+    saturday = AS_OF + DAY
+    pairs = pd.DataFrame(
+        {
+            "ticker": ["WAVY", "AAA", "STALE", "STALE"],
+            "as_of": [saturday, AS_OF - 14 * DAY, AS_OF, AS_OF - 10 * DAY],
+        }
+    )
+    out = compute_ticker_features(frame([]), prices, pairs=pairs)
+    assert out.loc[0, "market_momentum"] == pytest.approx(
+        (100 + 39**2) / (100 + 19**2) - 1
+    )  # Friday's
+    assert out.loc[1, "market_momentum"] == pytest.approx(1.01**20 - 1)  # a constant-growth series
+    assert math.isnan(out.loc[2, "market_momentum"])  # last price 10 days old: stale
+    assert out.loc[3, "market_momentum"] == pytest.approx(1.02**20 - 1)
+    assert (out["trade_count"] == 0).all() and (out["politician_count"] == 0).all()
+
+
+def test_sector_performance_nan_without_sectors_and_varies_with_them(disclosures, prices):
+    without = features_at(disclosures, prices)
+    assert without["sector_performance"].isna().all()
+    empty = features_at(disclosures, prices, sectors=SECTORS.iloc[0:0])
+    assert empty["sector_performance"].isna().all()
+    with_sectors = features_at(disclosures, prices, sectors=SECTORS)
+    # BBB has no prices of its own but Energy peers (DDD); CCC has no sector
+    assert with_sectors.loc["BBB", "sector_performance"] == pytest.approx(1.005**20 - 1)
+    assert (
+        with_sectors.loc["AAA", "sector_performance"]
+        != with_sectors.loc["BBB", "sector_performance"]
+    )
+    assert math.isnan(with_sectors.loc["CCC", "sector_performance"])
+
+
+def test_no_price_tickers_get_nan_price_features(disclosures, prices):
+    out = features_at(disclosures, prices, sectors=SECTORS)
+    assert math.isnan(out.loc["BBB", "market_momentum"]) and math.isnan(
+        out.loc["CCC", "market_momentum"]
+    )
+    assert not math.isnan(out.loc["BBB", "market_return_20d"])  # the market's prices exist
+    no_prices = features_at(disclosures, prices.iloc[0:0], sectors=SECTORS)
+    price_names = [
+        "market_momentum",
+        "sector_performance",
+        "vix_level",
+        "market_return_20d",
+        "market_breadth",
+    ]
+    assert no_prices[price_names].isna().all().all()
+    assert (no_prices["trade_count"] > 0).all()
+    without_spy = features_at(disclosures, prices[prices["ticker"] != "SPY"])
+    assert without_spy[["vix_level", "market_return_20d"]].isna().all().all()
+    assert not without_spy["market_breadth"].isna().any()
+
+
+def test_exactly_one_selector(disclosures, prices):
+    with pytest.raises(ValueError):
+        compute_ticker_features(disclosures, prices)
+    with pytest.raises(ValueError):
+        compute_ticker_features(
+            disclosures,
+            prices,
+            as_of_dates=[AS_OF],
+            pairs=pd.DataFrame({"ticker": ["AAA"], "as_of": [AS_OF]}),
+        )
+
+
+def test_feature_vector_round_trip(disclosures, prices):
+    out = compute_ticker_features(disclosures, prices, as_of_dates=[AS_OF], sectors=SECTORS)
+    vectors = [feature_vector(row) for _, row in out.iterrows()]
+    assert all(list(v) == FEATURE_NAMES for v in vectors)
+    stored = json.loads(json.dumps(vectors, allow_nan=False))  # JSON-able: NaN became None
+    assert stored[1]["market_momentum"] is None  # BBB has no prices
+    back = features_frame_from_vectors(stored)
+    pd.testing.assert_frame_equal(back, out[FEATURE_NAMES].astype(float))
+
+
+def test_vectors_missing_a_feature_key_are_rejected():
+    vector = {name: 1.0 for name in FEATURE_NAMES if name != "vix_level"}
+    with pytest.raises(ValueError, match="vix_level"):
+        features_frame_from_vectors([vector])
+    assert list(features_frame_from_vectors([]).columns) == FEATURE_NAMES
