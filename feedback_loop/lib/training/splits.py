@@ -10,6 +10,7 @@ only) has t0 > (test's last t1 + embargo_days).
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -79,7 +80,7 @@ def walk_forward_splits(
     embargo = np.timedelta64(embargo_days, "D")
     blocks = _blocks(t0, n_folds + 1)
     splits = []
-    for window, test in zip(blocks, blocks[1:]):
+    for window, test in pairwise(blocks):
         train = _train_before(t1, t0[test].min(), embargo)
         if mode == "rolling":
             train &= t0 >= t0[window].min()
