@@ -149,7 +149,7 @@ def test_shadow_outcomes_wait_for_the_horizon_and_ignore_later_prices():
     pd.testing.assert_frame_equal(resolved, later)
 
 
-def _random_market(seed=0, n_tickers=8, n_days=90):
+def _random_market(seed=0, n_tickers=8, n_days=70):
     rng = np.random.default_rng(seed)
     dates = pd.bdate_range("2023-01-02", periods=n_days)
     tickers = [f"T{i}" for i in range(n_tickers)] + ["SPY"]

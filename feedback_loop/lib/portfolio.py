@@ -222,8 +222,7 @@ def step_portfolio(
             })
         statuses.append((signal.signal_id, status))
     if opened:
-        positions = pd.concat([positions, pd.DataFrame(opened)], ignore_index=True)
-    positions = _typed_positions(positions)
+        positions = _typed_positions(pd.concat([positions, pd.DataFrame(opened)], ignore_index=True))
 
     # (b) exits at the close: timeout, then trailing stop, then stop loss.
     is_open = positions["status"] == PositionStatus.OPEN
