@@ -72,6 +72,14 @@ def test_ten_row_live_window_never_flags():
     assert "accuracy drop not evaluated: 10 resolved outcomes < 30" in report.reason
 
 
+def test_empty_live_frame_is_not_evaluated_but_a_missing_column_raises():
+    report = _report(pd.DataFrame(), live_scores=[])
+    assert report.recommendation == DriftRecommendation.NO_ACTION and report.live_rows == 0
+    assert all(r.statistic is None and r.n_live == 0 for r in report.ks.values())
+    with pytest.raises(KeyError):
+        feature_ks(_frame(1), _frame(2).drop(columns="f3"), FEATURES)
+
+
 def test_missing_values_are_dropped_per_feature():
     live = _frame(13)
     live.loc[:459, "f4"] = np.nan  # 40 values left: below the live minimum

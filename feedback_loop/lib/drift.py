@@ -57,15 +57,21 @@ class DriftReport:
     resolved_outcomes: int
 
 
+def _values(frame: pd.DataFrame, name: str) -> np.ndarray:
+    if not len(frame):
+        return np.array([], dtype=float)
+    return pd.to_numeric(frame[name], errors="coerce").dropna().to_numpy(dtype=float)
+
+
 def feature_ks(reference: pd.DataFrame, live: pd.DataFrame, feature_names) -> dict[str, KsResult]:
     """Two-sample KS test per feature on the non-missing values of each side.
 
-    A feature with no value on either side gets statistic and p-value None.
+    A feature with no value on either side gets statistic and p-value None. An empty frame
+    may lack the columns; a non-empty frame without a feature column raises KeyError.
     """
     results = {}
     for name in feature_names:
-        ref = pd.to_numeric(reference[name], errors="coerce").dropna().to_numpy(dtype=float)
-        cur = pd.to_numeric(live[name], errors="coerce").dropna().to_numpy(dtype=float)
+        ref, cur = _values(reference, name), _values(live, name)
         if len(ref) == 0 or len(cur) == 0:
             results[name] = KsResult(None, None, len(ref), len(cur))
             continue
