@@ -96,6 +96,14 @@ def test_prices_after_as_of_are_not_read():
     pd.testing.assert_frame_equal(a.equity, b.equity)
 
 
+def test_no_signals_as_a_frame_without_columns_still_marks_the_day():
+    state, acted = step_portfolio(PortfolioState.initial(POLICY), day(21), pd.DataFrame(),
+                                  bars("AAA", [100.0] * 30), POLICY)
+    assert acted.empty and list(acted.columns) == ["signal_id", "status"]
+    assert state.equity[["date", "equity_usd", "open_positions"]].values.tolist() == [
+        [day(21), POLICY.initial_capital, 0]]
+
+
 def test_only_queued_signals_are_acted_on():
     prices = bars("AAA", [100.0] * 30)
     sig = signals(signal("AAA", day(20), status="below_queue_threshold"))
@@ -319,3 +327,18 @@ def test_same_step_from_same_state_gives_same_result_and_leaves_state_untouched(
     pd.testing.assert_frame_equal(state.equity, before.equity)
     with pytest.raises(ValueError, match="already marked"):
         step_portfolio(first[0], day(31), NO_SIGNALS, prices, POLICY)
+
+
+def test_state_read_back_from_the_database_steps_like_the_in_memory_one():
+    state, prices = holding(2)
+    stored = PortfolioState(
+        positions=state.positions.astype({"entry_date": "datetime64[us]", "exit_date": "datetime64[us]"})
+        .assign(updated_at=pd.Timestamp("2024-02-01")),
+        cash_usd=state.cash_usd,
+        equity=state.equity.astype({"date": "datetime64[us]"}),
+    )
+    sig = signals(signal("X", day(30)), signal("T0", day(30), "sell"))
+    expected = step_portfolio(state, day(31), sig, prices, POLICY)
+    actual = step_portfolio(stored, day(31), sig, prices, POLICY)
+    pd.testing.assert_frame_equal(actual[0].positions, expected[0].positions)
+    pd.testing.assert_frame_equal(actual[0].equity, expected[0].equity)

@@ -57,8 +57,17 @@ POSITION_DTYPES = {
     "broker_order_id": object,
 }
 POSITION_COLUMNS = list(POSITION_DTYPES)
-EQUITY_COLUMNS = ["date", "equity_usd", "cash_usd", "invested_usd", "open_positions"]
+EQUITY_DTYPES = {
+    "date": "datetime64[ns]",
+    "equity_usd": "float64",
+    "cash_usd": "float64",
+    "invested_usd": "float64",
+    "open_positions": "int64",
+}
+EQUITY_COLUMNS = list(EQUITY_DTYPES)
 SIGNAL_STATUS_COLUMNS = ["signal_id", "status"]
+#: The signal columns the executor reads.
+QUEUED_SIGNAL_COLUMNS = ["signal_id", "ticker", "as_of", "signal_type", "confidence", "status"]
 ADJUSTED_COLUMNS = ["ticker", "date", "adj_open", "adj_high", "adj_low", "adj_close"]
 
 BUY_SIDE = frozenset(t for t, d in SIGNAL_DIRECTION.items() if d > 0)
@@ -83,7 +92,7 @@ def _typed_positions(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[POSITION_COLUMNS].astype(POSITION_DTYPES).reset_index(drop=True)
 
 
-@dataclass(frozen=True)
+@dataclass
 class PortfolioState:
     """Positions (open and closed), cash, and the equity curve marked at each close."""
 
@@ -94,13 +103,7 @@ class PortfolioState:
     @classmethod
     def initial(cls, policy: PortfolioPolicy) -> PortfolioState:
         positions = _typed_positions(pd.DataFrame(columns=POSITION_COLUMNS))
-        equity = pd.DataFrame({
-            "date": pd.Series(dtype="datetime64[ns]"),
-            "equity_usd": pd.Series(dtype="float64"),
-            "cash_usd": pd.Series(dtype="float64"),
-            "invested_usd": pd.Series(dtype="float64"),
-            "open_positions": pd.Series(dtype="int64"),
-        })
+        equity = pd.DataFrame(columns=EQUITY_COLUMNS).astype(EQUITY_DTYPES)
         return cls(positions=positions, cash_usd=float(policy.initial_capital), equity=equity)
 
     def open_positions(self) -> pd.DataFrame:
@@ -143,20 +146,23 @@ def step_portfolio(
     """Run trading day `as_of`; return the new state and SIGNAL_STATUS_COLUMNS for acted-on signals.
 
     `queued_signals` must all be dated before as_of (known at the previous close); rows whose
-    status is not 'queued', and hold signals, are ignored. Only prices dated <= as_of are read.
+    status is not 'queued', and hold signals, are ignored; an empty frame (even without
+    columns) means no signals. Only prices dated <= as_of are read.
     The input state is not modified.
     """
     as_of = pd.Timestamp(as_of).normalize()
     if len(state.equity) and state.equity["date"].iloc[-1] >= as_of:
         raise ValueError(f"state is already marked at {state.equity['date'].iloc[-1].date()}; "
                          f"cannot step to {as_of.date()}")
+    if queued_signals.empty:
+        queued_signals = pd.DataFrame(columns=QUEUED_SIGNAL_COLUMNS)
     signals = queued_signals[queued_signals["status"] == SignalStatus.QUEUED]
     late = pd.to_datetime(signals["as_of"]) >= as_of
     if late.any():
         raise ValueError(f"signals {list(signals.loc[late, 'signal_id'])} are not known before "
                          f"{as_of.date()}; fills happen at the next trading day's open")
 
-    positions = state.positions.copy()
+    positions = _typed_positions(state.positions)  # a typed copy; the input state is not modified
     tickers = set(signals["ticker"]) | set(positions.loc[positions["status"] == PositionStatus.OPEN, "ticker"])
     relevant = prices[prices["ticker"].isin(tickers) & (pd.to_datetime(prices["date"]) <= as_of)]
     bars = adjusted_ohlc(relevant)
@@ -257,8 +263,9 @@ def step_portfolio(
     row = pd.DataFrame({
         "date": [as_of], "equity_usd": [cash_usd + invested_usd], "cash_usd": [cash_usd],
         "invested_usd": [invested_usd], "open_positions": [len(still_open)],
-    }).astype(state.equity.dtypes.to_dict())
-    equity = pd.concat([state.equity, row], ignore_index=True) if len(state.equity) else row
+    }).astype(EQUITY_DTYPES)
+    equity = pd.concat([state.equity[EQUITY_COLUMNS].astype(EQUITY_DTYPES), row], ignore_index=True) \
+        if len(state.equity) else row
 
     acted = pd.DataFrame(statuses, columns=SIGNAL_STATUS_COLUMNS)
     acted["status"] = acted["status"].map(str)
