@@ -1,0 +1,593 @@
+"""Parse the published House/Senate stock-watcher files, the legislators tables and price files.
+
+Every raw row ends up in exactly one place: accepted (`DISCLOSURE_COLUMNS`), rejected
+(`REJECT_COLUMNS`, with a reason) or collapsed into an identical row (`duplicate_count`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from feedback_loop.lib import frames
+from feedback_loop.lib.vocab import AssetType, Chamber, DisclosureSource, Party, TransactionType
+
+HOUSE_COLUMNS = [
+    "disclosure_date", "transaction_date", "owner", "ticker", "asset_description", "type",
+    "amount", "representative", "district", "ptr_link",
+]
+SENATE_COLUMNS = [
+    "transaction_date", "owner", "ticker", "asset_description", "asset_type", "type", "amount",
+    "senator", "ptr_link", "disclosure_date",
+]
+
+HOUSE_TYPES = {
+    "purchase": TransactionType.PURCHASE, "sale_full": TransactionType.SALE_FULL,
+    "sale_partial": TransactionType.SALE_PARTIAL, "exchange": TransactionType.EXCHANGE,
+}
+SENATE_TYPES = {
+    "Purchase": TransactionType.PURCHASE, "Sale (Full)": TransactionType.SALE_FULL,
+    "Sale (Partial)": TransactionType.SALE_PARTIAL, "Exchange": TransactionType.EXCHANGE,
+}
+
+SENATE_ASSET_TYPES = {
+    "Stock": AssetType.STOCK, "Stock Option": AssetType.OPTION,
+    "Corporate Bond": AssetType.BOND, "Municipal Security": AssetType.BOND,
+    "Government Security": AssetType.BOND, "Cryptocurrency": AssetType.CRYPTO,
+    "Mutual Fund": AssetType.FUND, "Non-Public Stock": AssetType.OTHER,
+}
+#: Senate asset types that say nothing about the asset: classify from the description.
+SENATE_UNSPECIFIED_ASSET_TYPES = {"", "Other Securities"}
+#: Senate rows that only point at a scanned paper filing (no type, amount "Unknown").
+SENATE_PAPER_FILING = "PDF Disclosed Filing"
+
+MISSING_TICKERS = {"", "--", "N/A", "NA", "NONE"}
+
+#: Electronic PTRs start in 2012; a trade year before this is a typo (e.g. `0009-06-09`).
+MIN_TRADE_YEAR = 2000
+
+# Reject reasons (categories; the offending value stays in raw_row).
+REASON_PAPER_FILING = "paper filing without transaction detail"
+REASON_TRANSACTION_TYPE = "unknown transaction type"
+REASON_TRADE_DATE = "unparseable transaction date"
+REASON_TRADE_DATE_RANGE = "implausible transaction date"
+REASON_FILING_DATE = "unparseable disclosure date"
+REASON_TRUNCATED_AMOUNT = "truncated amount band"
+REASON_AMOUNT = "unparseable amount"
+REASON_FILER = "missing filer name"
+
+_ASSET_PATTERNS = [  # first match wins: a "bond fund" is a fund, an "ETF call" an option
+    (AssetType.CRYPTO, r"\b(?:crypto\w*|bitcoin|ethereum)\b"),
+    (AssetType.OPTION, r"\b(?:calls?|puts?|options?)\b"),
+    (AssetType.ETF, r"\b(?:etfs?|spdr|ishares|proshares|exchange[- ]traded)\b"),
+    (AssetType.FUND, r"\b(?:funds?|fd|money market|mutual|index)\b"),
+    # Bonds also by their abbreviations (BDS, NTS), coupons ("5.0%") and maturities ("Due 06/30").
+    (AssetType.BOND, (
+        r"\b(?:bonds?|bds|notes?|nts|bills?|treasury|treasuries|debentures?|municipal)\b"
+        r"|\d%|\bdue\s+\d"
+    )),
+]
+#: US mutual-fund tickers are five letters ending in X (e.g. TDDXX, VFIAX).
+_MUTUAL_FUND_TICKER = r"^[A-Z]{4}X$"
+
+
+@dataclass
+class ParseResult:
+    accepted: pd.DataFrame  # DISCLOSURE_COLUMNS
+    rejects: pd.DataFrame  # REJECT_COLUMNS
+    stats: frames.SourceStats
+    #: Counts people read next to the stats (missing tickers, filed-before-trade, ...).
+    metadata: dict[str, int] = field(default_factory=dict)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _strings(raw: pd.DataFrame) -> pd.DataFrame:
+    return raw.astype("object").where(raw.notna(), "").astype(str)
+
+
+def strip_html(descriptions: pd.Series) -> pd.Series:
+    """Remove tags, unescape entities (`&amp;`, `&nbsp;`; twice: some are `&amp;amp;`), collapse whitespace."""
+    no_tags = descriptions.fillna("").str.replace(r"<[^>]*>", " ", regex=True)
+    has_entity = no_tags.str.contains("&", regex=False)
+    unescaped = no_tags.where(
+        ~has_entity, no_tags[has_entity].map(lambda text: html.unescape(html.unescape(text))))
+    cleaned = unescaped.str.replace(r"\s+", " ", regex=True).str.strip()
+    return _none_where_missing(cleaned, cleaned != "")
+
+
+def normalize_ticker(tickers: pd.Series) -> pd.Series:
+    """Upper-case, strip `$`/spaces, class shares `BRK.B` -> `BRK-B`, preferreds `BAC$K` -> `BAC-PK`.
+
+    Missing markers (`--`, empty, `N/A`) become None.
+    """
+    t = tickers.fillna("").astype(str).str.upper().str.replace(r"\s+", "", regex=True)
+    t = t.str.strip("$")
+    t = t.str.replace("$", "-P", regex=False).str.replace(".", "-", regex=False)
+    return _none_where_missing(t, ~t.isin(MISSING_TICKERS))
+
+
+def parse_amount(amounts: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Amount band text -> (min_usd, max_usd, reject reason or None).
+
+    Open-ended bands ("Over $50,000,000", "$1,000,000 +") mean "more than X": floor X + 1,
+    no maximum. A band cut off after its floor ("$1,001 -") is rejected as truncated.
+    """
+    text = amounts.fillna("").astype(str).str.strip()
+    band = text.str.extract(r"^\$\s*([\d,]+)\s*-\s*\$\s*([\d,]+)$")
+    open_ended = text.str.extract(r"^(?:Over\s+\$\s*([\d,]+)|\$\s*([\d,]+)\s*\+)$", flags=re.IGNORECASE)
+    truncated = text.str.match(r"^\$\s*[\d,]+\s*-$")
+
+    def number(column: pd.Series) -> pd.Series:
+        return pd.to_numeric(column.str.replace(",", "", regex=False), errors="coerce")
+
+    open_floor = number(open_ended[0].fillna(open_ended[1])) + 1
+    amount_min = number(band[0]).fillna(open_floor)
+    amount_max = number(band[1])
+    reason = pd.Series(None, index=text.index, dtype="object")
+    reason[amount_min.isna() | (amount_max < amount_min)] = REASON_AMOUNT
+    reason[truncated] = REASON_TRUNCATED_AMOUNT
+    return amount_min, amount_max, reason
+
+
+def classify_assets(descriptions: pd.Series, tickers: pd.Series) -> pd.Series:
+    """Asset type from the description; stock when only a ticker says anything, else other."""
+    text = descriptions.fillna("").str.lower()
+    conditions = [text.str.contains(pattern, regex=True) for _, pattern in _ASSET_PATTERNS]
+    kinds = [str(kind) for kind, _ in _ASSET_PATTERNS]
+    fund = kinds.index(AssetType.FUND)
+    conditions[fund] |= tickers.fillna("").str.match(_MUTUAL_FUND_TICKER)
+    default = np.where(tickers.notna(), str(AssetType.STOCK), str(AssetType.OTHER))
+    return pd.Series(np.select(conditions, kinds, default=default), index=descriptions.index)
+
+
+def row_hash(source: str, raw_row: dict) -> str:
+    """sha256 of the source name + the raw row as compact JSON (re-ingest never duplicates)."""
+    return _sha256(source + json.dumps(raw_row, separators=(",", ":"), ensure_ascii=False))
+
+
+def _none_where_missing(values: pd.Series, keep: pd.Series | None = None) -> pd.Series:
+    """Object series with None (not NaN) where `values` is missing or `keep` is False."""
+    keep = values.notna() if keep is None else keep & values.notna()
+    return values.astype("object").where(keep, None)
+
+
+def _collapse_exact_duplicates(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """Keep the first of each group of identical lines; return it with the group size."""
+    group = raw.groupby(list(raw.columns), sort=False, dropna=False).ngroup()
+    counts = group.map(group.value_counts())
+    keep = ~group.duplicated(keep="first")
+    return raw[keep], counts[keep].astype(int)
+
+
+def _parse_dates(text: pd.Series, fmt: str) -> tuple[pd.Series, pd.Series]:
+    """(parsed dates, 4-digit year written in the text or NaN)."""
+    year = pd.to_numeric(text.str.extract(r"(?<!\d)(\d{4})(?!\d)")[0], errors="coerce")
+    # Years outside datetime64[ns] (e.g. 0009) would raise even with errors="coerce".
+    parseable = text.str.strip().where(year.between(1900, 2200), "")
+    parsed = pd.to_datetime(parseable, format=fmt, errors="coerce").dt.normalize()
+    return parsed.astype("datetime64[ns]"), year
+
+
+def _parse(
+    source: DisclosureSource,
+    raw: pd.DataFrame,
+    *,
+    filer: pd.Series,
+    type_map: dict[str, TransactionType],
+    type_text: pd.Series,
+    trade_format: str,
+    filing_format: str,
+    asset_types: pd.Series,
+    state: pd.Series,
+    reasons_before: pd.Series,
+) -> ParseResult:
+    transaction_type = type_text.str.strip().map({k: str(v) for k, v in type_map.items()})
+    trade_date, trade_year = _parse_dates(raw["transaction_date"], trade_format)
+    filing_date, _ = _parse_dates(raw["disclosure_date"], filing_format)
+    amount_min, amount_max, amount_reason = parse_amount(raw["amount"])
+
+    reason = reasons_before.copy()
+    checks = [
+        (filer.isna(), REASON_FILER),
+        (transaction_type.isna(), REASON_TRANSACTION_TYPE),
+        (filing_date.isna(), REASON_FILING_DATE),
+        (trade_year.notna() & (
+            (trade_year < MIN_TRADE_YEAR) | (trade_year > filing_date.dt.year + 1)
+        ), REASON_TRADE_DATE_RANGE),
+        (trade_date.isna(), REASON_TRADE_DATE),
+        (amount_reason.notna(), amount_reason),
+    ]
+    for mask, why in checks:
+        fill = reason.isna() & mask
+        reason[fill] = why[fill] if isinstance(why, pd.Series) else why
+    rejected = reason.notna()
+
+    ticker = normalize_ticker(raw["ticker"])
+    owner = raw["owner"].str.strip().str.lower()
+    ptr_link = raw["ptr_link"].str.strip()
+    out = pd.DataFrame({
+        "source": str(source),
+        "politician_id": None,
+        "filer_name": filer,
+        "chamber": str(Chamber(str(source))),
+        "party": None,
+        "state": state,
+        "ticker": ticker,
+        "asset_description": strip_html(raw["asset_description"]),
+        "asset_type": asset_types,
+        "transaction_type": transaction_type.astype("object"),
+        "transaction_date": trade_date,
+        "disclosure_date": filing_date,
+        "amount_min_usd": amount_min,
+        "amount_max_usd": amount_max.astype("object").where(amount_max.notna(), None),
+        "owner": _none_where_missing(owner, ~owner.isin(["", "--"])),
+        "ptr_link": _none_where_missing(ptr_link, ptr_link != ""),
+        "duplicate_count": raw["_duplicate_count"],
+    }, index=raw.index)[~rejected]
+    out["filed_before_trade"] = out["disclosure_date"] < out["transaction_date"]
+    out["disclosure_id"] = _disclosure_ids(out)
+
+    # Lines that differ only outside the natural key (e.g. a comment) are one trade.
+    key_groups = out.groupby("disclosure_id", sort=False)["duplicate_count"]
+    out["duplicate_count"] = key_groups.transform("sum").astype(int)
+    key_duplicates = int(out["disclosure_id"].duplicated().sum())
+    out = out[~out["disclosure_id"].duplicated(keep="first")]
+
+    raw_strings = raw.drop(columns="_duplicate_count")[rejected]
+    raw_rows = raw_strings.to_dict(orient="records")
+    rejects = pd.DataFrame({
+        "source": str(source),
+        "row_hash": [row_hash(str(source), r) for r in raw_rows],
+        "raw_row": raw_rows,
+        "reason": reason[rejected],
+    }, index=raw_strings.index)
+    exact_duplicates = int(raw["_duplicate_count"].sum() - len(raw))
+    stats = frames.SourceStats(
+        rows_read=int(raw["_duplicate_count"].sum()),
+        accepted=len(out),
+        rejected=len(rejects),
+        duplicates_collapsed=exact_duplicates + key_duplicates,
+    )
+    assert stats.balanced(), stats
+    metadata = {
+        "exact_duplicates_collapsed": exact_duplicates,
+        "key_duplicates_collapsed": key_duplicates,
+        "missing_ticker": int(out["ticker"].isna().sum()),
+        "filed_before_trade": int(out["filed_before_trade"].sum()),
+        "open_ended_amount": int(out["amount_max_usd"].isna().sum()),
+    }
+    metadata.update({f"rejected: {k}": int(v) for k, v in rejects["reason"].value_counts().items()})
+    return ParseResult(
+        accepted=out[frames.DISCLOSURE_COLUMNS].reset_index(drop=True),
+        rejects=rejects[frames.REJECT_COLUMNS].reset_index(drop=True),
+        stats=stats,
+        metadata=metadata,
+    )
+
+
+def _disclosure_ids(out: pd.DataFrame) -> pd.Series:
+    def text(column: str) -> pd.Series:
+        return out[column].astype("object").where(out[column].notna(), "").astype(str)
+
+    def day(column: str) -> pd.Series:
+        return out[column].dt.strftime("%Y-%m-%d")
+
+    asset = out["ticker"].fillna(out["asset_description"]).fillna("")
+    band = text("amount_min_usd") + "-" + text("amount_max_usd")
+    key = (
+        text("source").str.cat([
+            text("filer_name"), day("transaction_date"), day("disclosure_date"), asset,
+            text("transaction_type"), band, text("owner"), text("ptr_link"),
+        ], sep="|")
+    )
+    return key.map(_sha256)
+
+
+def clean_filer_name(names: pd.Series) -> pd.Series:
+    """Strip honorifics ("Hon. ", "Mr. "), stray commas and whitespace; empty -> None."""
+    cleaned = (
+        names.fillna("").astype(str)
+        .str.replace(r"^\s*(?:Hon|Mr|Mrs|Ms|Dr)\.?\s+", "", regex=True)
+        .str.replace(r"\s+,", ",", regex=True).str.replace(r"\s+", " ", regex=True)
+        .str.strip(" ,")
+    )
+    return _none_where_missing(cleaned, cleaned != "")
+
+
+def _with_duplicate_counts(raw: pd.DataFrame) -> pd.DataFrame:
+    strings = _strings(raw)
+    kept, counts = _collapse_exact_duplicates(strings)
+    return kept.assign(_duplicate_count=counts)
+
+
+def _require(raw: pd.DataFrame, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in raw.columns]
+    if missing:
+        raise ValueError(f"{what} is missing columns {missing}")
+
+
+def parse_house(raw: pd.DataFrame) -> ParseResult:
+    """House Stock Watcher rows (all strings) -> accepted disclosures + rejects."""
+    _require(raw, HOUSE_COLUMNS, "House file")
+    rows = _with_duplicate_counts(raw)
+    ticker = normalize_ticker(rows["ticker"])
+    state = rows["district"].str.strip().str.upper().str.extract(r"^([A-Z]{2})")[0]
+    return _parse(
+        DisclosureSource.HOUSE, rows,
+        filer=clean_filer_name(rows["representative"]),
+        type_map=HOUSE_TYPES, type_text=rows["type"],
+        trade_format="%Y-%m-%d", filing_format="%m/%d/%Y",
+        asset_types=classify_assets(strip_html(rows["asset_description"]), ticker),
+        state=_none_where_missing(state),
+        reasons_before=pd.Series(None, index=rows.index, dtype="object"),
+    )
+
+
+def parse_senate(raw: pd.DataFrame) -> ParseResult:
+    """Senate Stock Watcher rows (all strings) -> accepted disclosures + rejects."""
+    _require(raw, SENATE_COLUMNS, "Senate file")
+    rows = _with_duplicate_counts(raw)
+    ticker = normalize_ticker(rows["ticker"])
+    declared = rows["asset_type"].str.strip()
+    from_description = classify_assets(strip_html(rows["asset_description"]), ticker)
+    asset_types = declared.map(SENATE_ASSET_TYPES).astype("object")
+    # "Stock" also covers ETFs; unspecified types fall back to the description.
+    is_etf = (asset_types == AssetType.STOCK) & (from_description == AssetType.ETF)
+    asset_types[is_etf] = str(AssetType.ETF)
+    unspecified = declared.isin(SENATE_UNSPECIFIED_ASSET_TYPES)
+    asset_types[unspecified] = from_description[unspecified]
+    asset_types = asset_types.fillna(str(AssetType.OTHER)).astype(str)
+    paper = pd.Series(
+        np.where(declared == SENATE_PAPER_FILING, REASON_PAPER_FILING, None), index=rows.index,
+        dtype=object,
+    )
+    return _parse(
+        DisclosureSource.SENATE, rows,
+        filer=clean_filer_name(rows["senator"]),
+        type_map=SENATE_TYPES, type_text=rows["type"],
+        trade_format="%m/%d/%Y", filing_format="%m/%d/%Y",
+        asset_types=asset_types,
+        state=pd.Series(None, index=rows.index, dtype="object"),
+        reasons_before=paper,
+    )
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    name = path.name.lower()
+    if name.endswith((".json", ".json.gz")):
+        return pd.read_json(path, dtype=False).astype("object")
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def read_disclosure_file(path: str | Path) -> tuple[str, pd.DataFrame]:
+    """Read a House or Senate file (CSV, .csv.gz, JSON) as strings; detect which by its columns."""
+    path = Path(path)
+    raw = _strings(_read_table(path))
+    if "representative" in raw.columns:
+        return str(DisclosureSource.HOUSE), raw
+    if "senator" in raw.columns:
+        return str(DisclosureSource.SENATE), raw
+    raise ValueError(f"{path}: neither a House (representative) nor a Senate (senator) file")
+
+
+def parse_disclosure_file(path: str | Path) -> tuple[str, ParseResult]:
+    source, raw = read_disclosure_file(path)
+    parser = parse_house if source == DisclosureSource.HOUSE else parse_senate
+    return source, parser(raw)
+
+
+# --- legislators and the name join -------------------------------------------------------
+
+LEGISLATOR_COLUMNS = [
+    "bioguide_id", "last_name", "first_name", "middle_name", "nickname", "full_name",
+    "type", "state", "party", "birthday",
+]
+PARTIES = {
+    "Democrat": str(Party.DEMOCRAT), "Republican": str(Party.REPUBLICAN),
+    "Independent": str(Party.INDEPENDENT),
+}
+#: PTRs exist from 2012; members born before this cannot be the filers.
+EARLIEST_BIRTH_YEAR = 1920
+_NAME_SUFFIXES = {"jr", "sr", "ii", "iii", "iv", "md", "facs", "phd", "esq"}
+#: Formal given names and the short forms members file or are listed under.
+NICKNAMES = {
+    "thomas": {"tom", "tommy", "thom"}, "richard": {"rick", "dick", "rich"}, "william": {"bill", "wm"},
+    "robert": {"bob", "bobby", "rob"}, "mitchell": {"mitch"}, "michael": {"mike"},
+    "james": {"jim", "jimmy"}, "joseph": {"joe"}, "john": {"jack"}, "charles": {"chuck"},
+    "christopher": {"chris"}, "daniel": {"dan"}, "david": {"dave"}, "edward": {"ed", "ted"},
+    "gerald": {"gerry"}, "harold": {"hal"}, "kenneth": {"ken", "kenny"},
+    "rafael": {"ted"}, "ronald": {"ron"}, "steven": {"steve"}, "stephen": {"steve"},
+    "timothy": {"tim"}, "benjamin": {"ben"}, "patrick": {"pat"}, "gregory": {"greg"},
+    "terrance": {"tj"}, "earl": {"buddy"}, "nicholas": {"nick"}, "jacklyn": {"jacky"},
+    "susan": {"sue"}, "elizabeth": {"liz", "beth"}, "kathleen": {"kathy"},
+}
+#: (given, equivalent) pairs in both directions, e.g. thomas<->tom, tom<->tommy.
+_EQUIVALENT_GIVEN = pd.DataFrame(
+    [(a, b) for formal, shorts in NICKNAMES.items()
+     for a in {formal, *shorts} for b in {formal, *shorts} if a != b],
+    columns=["token", "equivalent"],
+).drop_duplicates()
+
+
+def _name_token(text: pd.Series) -> pd.Series:
+    """Lower-case ASCII letters only ("Sánchez" -> "sanchez", "O'Halleran" -> "ohalleran")."""
+    ascii_text = text.fillna("").astype(str).map(
+        lambda s: unicodedata.normalize("NFKD", s).encode("ascii", "ignore").decode()
+    )
+    return ascii_text.str.lower().str.replace(r"[^a-z]", "", regex=True)
+
+
+def load_legislators(paths) -> pd.DataFrame:
+    """The congress-legislators CSVs (current first), one row per bioguide_id."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    tables = []
+    for rank, path in enumerate(paths):
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        _require(table, [c for c in LEGISLATOR_COLUMNS if c != "nickname"], f"legislators file {path}")
+        if "nickname" not in table.columns:
+            table["nickname"] = ""
+        tables.append(table[LEGISLATOR_COLUMNS].assign(file_rank=rank))
+    legislators = pd.concat(tables, ignore_index=True)
+    legislators = legislators[legislators["bioguide_id"] != ""]
+    return legislators.drop_duplicates("bioguide_id", keep="first").reset_index(drop=True)
+
+
+def _legislator_keys(legislators: pd.DataFrame) -> pd.DataFrame:
+    """(bioguide_id, last, given, strength): strength 2 for first/nickname, 1 for middle."""
+    last = _name_token(legislators["last_name"])
+    parts = []
+    for column, strength in [("first_name", 2), ("nickname", 2), ("middle_name", 1)]:
+        parts.append(pd.DataFrame({
+            "bioguide_id": legislators["bioguide_id"], "last": last,
+            "given": _name_token(legislators[column]), "strength": strength,
+        }))
+    keys = pd.concat(parts, ignore_index=True)
+    return keys[keys["given"].str.len() > 0]
+
+
+def _filer_keys(filers: pd.Series) -> pd.DataFrame:
+    """(filer_name, last, given, first): name forms a filer may be listed under.
+
+    `last` is the last word or the last two words ("Van Hollen"); `given` every earlier
+    word of two letters or more, nicknames in quotes/parentheses and the other forms of a
+    name in NICKNAMES (not `first`); `first` marks the first word and the nickname.
+    """
+    names = pd.Series(filers.unique())
+    names = names[names.notna()]
+    nick = names.str.extract(r"[\"(]([^\")]+)[\")]")[0]
+    words = names.str.replace(r"[\"(][^\")]*[\")]", " ", regex=True).str.replace(",", " ")
+    tokens = words.str.split().explode().to_frame("word")
+    tokens["filer_name"] = names.loc[tokens.index].values
+    tokens["token"] = _name_token(tokens["word"])
+    tokens = tokens[(tokens["token"] != "") & ~tokens["token"].isin(_NAME_SUFFIXES)]
+    tokens["pos"] = tokens.groupby("filer_name").cumcount()
+    tokens["n"] = tokens.groupby("filer_name")["pos"].transform("size")
+    last_word = tokens[tokens["pos"] == tokens["n"] - 1].set_index("filer_name")["token"]
+    before = tokens[tokens["pos"] == tokens["n"] - 2].set_index("filer_name")["token"]
+    lasts = pd.concat([last_word, before.reindex(last_word.index).fillna("") + last_word])
+    givens = tokens[(tokens["pos"] < tokens["n"] - 1) & (tokens["token"].str.len() >= 2)]
+    givens = givens.assign(first=givens.groupby("filer_name")["pos"].rank(method="first") == 1)
+    nicks = pd.DataFrame({
+        "filer_name": names.values, "token": _name_token(nick).values, "first": True
+    })
+    givens = pd.concat([givens[["filer_name", "token", "first"]], nicks[nicks["token"] != ""]])
+    equivalent = givens.merge(_EQUIVALENT_GIVEN, on="token")
+    equivalent = equivalent.assign(token=equivalent["equivalent"], first=False)
+    givens = pd.concat([givens, equivalent[givens.columns]]).rename(columns={"token": "given"})
+    return givens.merge(lasts.rename("last").reset_index(), on="filer_name")
+
+
+def match_filers(filers: pd.DataFrame, legislators: pd.DataFrame) -> pd.Series:
+    """bioguide_id per (filer_name, chamber, state) row of `filers`, None when not unique.
+
+    Candidates share the last name and a given name (or one of its NICKNAMES forms). A House
+    filer's state must match. Ranked by chamber match, given-name strength (first word >
+    other words > middle name), current before historical; a tie stays unmatched.
+    """
+    recent = legislators[
+        pd.to_numeric(legislators["birthday"].str[:4], errors="coerce").fillna(9999)
+        >= EARLIEST_BIRTH_YEAR
+    ]
+    people = recent.assign(
+        chamber=recent["type"].map({"sen": str(Chamber.SENATE), "rep": str(Chamber.HOUSE)}),
+        leg_state=recent["state"],
+    )[["bioguide_id", "chamber", "leg_state", "file_rank"]]
+    leg_keys = _legislator_keys(recent)
+
+    named = _filer_keys(filers["filer_name"]).merge(leg_keys, on=["last", "given"])
+    named["strength"] = named["strength"] + named["first"].astype(int)
+    candidates = named.groupby(["filer_name", "bioguide_id"], as_index=False)["strength"].max()
+
+    rows = filers[["filer_name", "chamber", "state"]].drop_duplicates()
+    c = rows.merge(candidates, on="filer_name").merge(
+        people, on="bioguide_id", suffixes=("", "_leg"))
+    c = c[c["state"].isna() | (c["state"] == c["leg_state"])]
+    c["chamber_match"] = (c["chamber"] == c["chamber_leg"]).astype(int)
+    rank_cols = ["chamber_match", "strength", "file_rank"]
+    c = c.sort_values(rank_cols, ascending=[False, False, True])
+    key = ["filer_name", "chamber", "state"]
+    top = c.groupby(key, dropna=False).head(1)[key + rank_cols]
+    best = c.merge(top, on=key + rank_cols)
+    unique = best.groupby(key, dropna=False)["bioguide_id"].transform("nunique") == 1
+    chosen = best[unique].drop_duplicates(key)[key + ["bioguide_id"]]
+    matched = filers[key].merge(chosen, on=key, how="left")
+    return pd.Series(_none_where_missing(matched["bioguide_id"]).values, index=filers.index, dtype=object)
+
+
+def attach_politicians(
+    disclosures: pd.DataFrame, legislators: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fill politician_id (= bioguide_id), party and state; return the politicians met.
+
+    Unmatched filers keep politician_id/party None (and the state of their district).
+    """
+    out = disclosures.copy()
+    bioguide = match_filers(out, legislators)
+    people = legislators.set_index("bioguide_id")
+    party = bioguide.map(people["party"].map(PARTIES))
+    leg_state = bioguide.map(people["state"])
+    out["politician_id"] = bioguide
+    out["party"] = _none_where_missing(party)
+    state = out["state"].where(out["state"].notna(), leg_state)
+    out["state"] = _none_where_missing(state)
+
+    met = out[out["politician_id"].notna()].sort_values("disclosure_date")
+    latest = met.drop_duplicates("politician_id", keep="last").set_index("politician_id")
+    ids = latest.index
+    p = people.loc[ids]
+    politicians = pd.DataFrame({
+        "politician_id": ids,
+        "full_name": p["full_name"].where(
+            p["full_name"] != "", p["first_name"] + " " + p["last_name"]).values,
+        "first_name": p["first_name"].values,
+        "last_name": p["last_name"].values,
+        "party": latest["party"].values,
+        "chamber": latest["chamber"].values,
+        "state": p["state"].values,
+        "bioguide_id": ids,
+        "source": "congress_legislators",
+    })
+    return out[frames.DISCLOSURE_COLUMNS], politicians[frames.POLITICIAN_COLUMNS].reset_index(drop=True)
+
+
+# --- prices ------------------------------------------------------------------------------
+
+def read_price_file(path: str | Path) -> pd.DataFrame:
+    """Long-format prices (CSV, .csv.gz or Parquet) -> PRICE_COLUMNS, tickers normalized."""
+    path = Path(path)
+    if path.name.lower().endswith((".parquet", ".pq")):
+        import pyarrow.parquet as pq
+
+        present = set(pq.read_schema(path).names)
+        _require_price_columns(present, path)
+        prices = pd.read_parquet(path, columns=frames.PRICE_COLUMNS)
+    else:
+        present = set(pd.read_csv(path, nrows=0).columns)
+        _require_price_columns(present, path)
+        prices = pd.read_csv(
+            path, usecols=frames.PRICE_COLUMNS, dtype={"ticker": str},
+            parse_dates=["date"], keep_default_na=True,
+        )
+    prices["ticker"] = normalize_ticker(prices["ticker"])
+    prices["date"] = pd.to_datetime(prices["date"]).dt.normalize().astype("datetime64[ns]")
+    for column in frames.PRICE_COLUMNS[2:]:
+        prices[column] = pd.to_numeric(prices[column], errors="coerce").astype(float)
+    return prices[prices["ticker"].notna()][frames.PRICE_COLUMNS].reset_index(drop=True)
+
+
+def _require_price_columns(present: set[str], path: Path) -> None:
+    missing = [c for c in frames.PRICE_COLUMNS if c not in present]
+    if missing:
+        raise ValueError(f"price file {path} is missing columns {missing}")
