@@ -61,6 +61,9 @@ def test_flat_equity_and_no_trades():
     assert m["excess_return_pct"] == pytest.approx(-10.0)
     assert (m["trades"], m["wins"], m["win_rate"], m["profit_factor"], m["avg_return_pct"]) == (0, 0, None, None, None)
     assert portfolio_metrics(equity([], []), NO_TRADES, spy())["sharpe"] is None
+    without_columns = portfolio_metrics(equity(), pd.DataFrame(), spy())
+    assert (without_columns["trades"], without_columns["win_rate"]) == (0, None)
+    assert win_rate_by_confidence(pd.DataFrame())["trades"].tolist() == [0] * 5
 
 
 def test_spy_missing_leaves_market_comparison_empty():

@@ -31,6 +31,8 @@ CALIBRATION_COLUMNS = [
     "win_rate", "avg_confidence", "avg_return_pct",
 ]
 RESOLVED_OUTCOMES = (Outcome.WIN, Outcome.LOSS, Outcome.BREAKEVEN)
+#: The outcome columns read here (signal_outcomes rows carry them).
+OUTCOME_INPUT_COLUMNS = ["outcome", "confidence", "return_pct", "excess_return_pct"]
 
 
 def _number(value) -> float | None:
@@ -74,9 +76,16 @@ def equity_metrics(equity: pd.DataFrame, prices: pd.DataFrame) -> dict:
     return metrics
 
 
+def _resolved(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Win/loss/breakeven rows; an empty frame (even without columns) means no trades."""
+    if outcomes.empty:
+        outcomes = pd.DataFrame(columns=OUTCOME_INPUT_COLUMNS)
+    return outcomes[outcomes["outcome"].isin(RESOLVED_OUTCOMES)]
+
+
 def trade_metrics(outcomes: pd.DataFrame) -> dict:
     """Counts, win rates, average (excess) returns and profit factor of resolved trades."""
-    resolved = outcomes[outcomes["outcome"].isin(RESOLVED_OUTCOMES)]
+    resolved = _resolved(outcomes)
     counts = resolved["outcome"].value_counts()
     wins, losses, breakevens = (int(counts.get(o, 0)) for o in RESOLVED_OUTCOMES)
     trades = len(resolved)
@@ -108,7 +117,7 @@ def win_rate_by_confidence(outcomes: pd.DataFrame, bins=CONFIDENCE_BINS) -> pd.D
     Every bucket is listed (trades 0 when empty); confidences outside the bins are left out.
     """
     edges = np.asarray(bins, dtype=float)
-    resolved = outcomes[outcomes["outcome"].isin(RESOLVED_OUTCOMES)]
+    resolved = _resolved(outcomes)
     confidence = resolved["confidence"].astype("float64").to_numpy()
     bucket = np.searchsorted(edges, confidence, side="right") - 1
     bucket[confidence == edges[-1]] = len(edges) - 2
