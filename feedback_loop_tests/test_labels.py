@@ -92,6 +92,9 @@ def test_unusable_market_rows_are_counted_by_reason():
         "after_cutoff": 1,
     }
     assert len(labeled.frame) + sum(labeled.dropped.values()) == len(features)
+    prices = _prices()
+    with pytest.raises(ValueError, match="no SPY rows"):
+        market_labeled_set(features, prices[prices["ticker"] != "SPY"], AS_OF, TrainingConfig())
 
 
 def test_prices_after_as_of_are_not_used():

@@ -108,9 +108,10 @@ def market_labeled_set(
     adjusted = _adjusted_prices(prices, as_of)
     market = adjusted[adjusted["ticker"] == MARKET_TICKER].set_index("date").sort_index()
     calendar = market.index.to_numpy("datetime64[ns]")
-
     if len(calendar) == 0:
-        raise ValueError(f"prices hold no {MARKET_TICKER} rows up to {as_of:%Y-%m-%d}: no trading calendar")
+        raise ValueError(
+            f"prices hold no {MARKET_TICKER} rows up to {as_of:%Y-%m-%d}: no trading calendar"
+        )
     t0 = rows["as_of"].to_numpy("datetime64[ns]")
     entry_pos = np.searchsorted(calendar, t0, side="right")
     exit_pos = entry_pos + config.horizon_days - 1
