@@ -82,5 +82,16 @@ def dev(dg_args: tuple[str, ...]) -> None:
     os.execve(dg, [dg, "dev", *dg_args], env)
 
 
+@main.command()
+def demo() -> None:
+    """Set up, simulate 12 months of synthetic history, materialize the final day through Dagster."""
+    from feedback_loop.demo import run_demo
+
+    try:
+        run_demo(echo=click.echo)
+    except PostgresNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 if __name__ == "__main__":
     main()

@@ -61,24 +61,25 @@ def _shadow(rows):
     )
 
 
-def test_win_rates_compare_same_signals_in_window():
+def test_win_rates_compare_the_models_selection_with_the_whole_pool_in_window():
     shadow = _shadow([
         ("s1", "2025-06-30", "win", "win"),
         ("s2", "2025-06-15", "loss", "win"),
         ("s3", "2025-06-01", "breakeven", "breakeven"),  # inside (as_of - 30, as_of]
         ("s4", "2025-05-31", "win", "win"),              # exactly as_of - 30: outside
         ("s5", "2025-07-01", "win", "win"),              # after as_of: outside
-        ("s6", "2025-06-20", "win", None),               # model had no direction
-        ("s7", "2025-06-20", "win", "open"),             # not resolved
+        ("s6", "2025-06-20", "win", None),               # model had no direction: heuristic side only
+        ("s7", "2025-06-20", "open", "open"),            # not resolved: neither side
         ("s8", "2025-06-21", "loss", "loss"),
+        ("s9", "2025-06-22", "loss", None),              # heuristic side only
     ])
     counts = win_rates_from_shadow(shadow, D, 30)
     assert counts == {
         "ml_wins": 2, "ml_n": 4, "ml_breakevens": 1,
-        "heuristic_wins": 1, "heuristic_n": 4, "heuristic_breakevens": 1,
+        "heuristic_wins": 2, "heuristic_n": 6, "heuristic_breakevens": 1,
     }
     decision = next_blend_weight(0.20, **counts)
-    assert decision.ml_win_rate == 0.5 and decision.heuristic_win_rate == 0.25
+    assert decision.ml_win_rate == 0.5 and decision.heuristic_win_rate == pytest.approx(2 / 6)
     assert "breakevens counted as not-wins: ML 1, heuristic 1" in decision.reason
 
 

@@ -60,26 +60,29 @@ class BlendWeightDecision:
 def win_rates_from_shadow(shadow_outcomes: pd.DataFrame, as_of, window_days: int) -> ShadowWinCounts:
     """Count wins over shadow outcomes resolved (exit_date) in (as_of - window_days, as_of].
 
-    The ML side is every row whose `ml_outcome` is resolved (the model had a direction);
-    the heuristic side is `heuristic_outcome` on those same rows. Breakevens count as
-    not-wins and are reported separately; 'open' outcomes are not resolved and are skipped.
+    Both sides are measured on the same pool of signals: the heuristic side is every signal
+    of the pool (its `heuristic_outcome`); the ML side is the signals the model backed with
+    a direction (`ml_outcome` resolved). Generated signals never have opposite directions
+    (those fall under the generation threshold), so on the rows the model backs both
+    outcomes coincide; what differs is the selection, which is what the weight should
+    reward. Breakevens count as not-wins and are reported separately.
     """
     end = pd.Timestamp(as_of).normalize()
     start = end - pd.Timedelta(days=window_days)
+    if not len(shadow_outcomes):
+        return ShadowWinCounts(ml_wins=0, ml_n=0, ml_breakevens=0,
+                               heuristic_wins=0, heuristic_n=0, heuristic_breakevens=0)
     exit_date = pd.to_datetime(shadow_outcomes["exit_date"]).dt.normalize()
-    rows = shadow_outcomes[
-        (exit_date > start)
-        & (exit_date <= end)
-        & shadow_outcomes["ml_outcome"].isin(_RESOLVED)
-        & shadow_outcomes["heuristic_outcome"].isin(_RESOLVED)
-    ]
-    ml, heuristic = rows["ml_outcome"], rows["heuristic_outcome"]
+    pool = shadow_outcomes[(exit_date > start) & (exit_date <= end)
+                           & shadow_outcomes["heuristic_outcome"].isin(_RESOLVED)]
+    ml = pool.loc[pool["ml_outcome"].isin(_RESOLVED), "ml_outcome"]
+    heuristic = pool["heuristic_outcome"]
     return ShadowWinCounts(
         ml_wins=int((ml == Outcome.WIN).sum()),
-        ml_n=len(rows),
+        ml_n=len(ml),
         ml_breakevens=int((ml == Outcome.BREAKEVEN).sum()),
         heuristic_wins=int((heuristic == Outcome.WIN).sum()),
-        heuristic_n=len(rows),
+        heuristic_n=len(heuristic),
         heuristic_breakevens=int((heuristic == Outcome.BREAKEVEN).sum()),
     )
 

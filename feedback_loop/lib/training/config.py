@@ -30,6 +30,8 @@ class Hyperparameters(BaseModel):
     subsample: float = Field(default=0.8, gt=0.0, le=1.0)
     colsample_bytree: float = Field(default=0.8, gt=0.0, le=1.0)
     min_child_weight: float = Field(default=1.0, ge=0.0)
+    #: Histogram bins per feature: 64 halves the fit time of 256 at a few thousand rows.
+    max_bin: int = Field(default=64, ge=2, le=1024)
     seed: int = 42
     #: Threads per booster. 1 by default: on the 2-core shared machine, nthread=2 made one
     #: validated training of 3,000 rows take 505 s instead of 7 s (OpenMP threads spinning

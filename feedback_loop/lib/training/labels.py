@@ -225,7 +225,11 @@ def training_set_checks(
     cutoff = pd.Timestamp(cutoff).normalize()
     values = frame[FEATURE_NAMES].astype(float)
     completeness = values.notna().mean()
-    overall = float(values.notna().to_numpy().mean()) if len(frame) else 0.0
+    # A feature with no value at all is unavailable from the source (sectors unknown for
+    # real price files): it is reported, and completeness is measured over the others.
+    unavailable = [name for name in FEATURE_NAMES if len(frame) and completeness[name] == 0]
+    available = values.drop(columns=unavailable)
+    overall = float(available.notna().to_numpy().mean()) if len(frame) and available.shape[1] else 0.0
 
     counts = frame["label"].value_counts().reindex(range(config.num_classes), fill_value=0)
     shares = counts / max(len(frame), 1)
@@ -244,7 +248,8 @@ def training_set_checks(
         CheckOutcome("training_set_features_complete", overall >= MIN_FEATURE_COMPLETENESS_FRAC,
                      "ERROR", {"completeness_frac": overall,
                                "min_completeness_frac": MIN_FEATURE_COMPLETENESS_FRAC,
-                               "by_feature": completeness.round(4).to_dict()}),
+                               "by_feature": completeness.round(4).to_dict(),
+                               "unavailable_features": unavailable}),
         CheckOutcome("training_set_has_every_class", bool((shares >= MIN_CLASS_SHARE_FRAC).all()),
                      "ERROR", {"class_share_frac": class_shares,
                                "min_class_share_frac": MIN_CLASS_SHARE_FRAC}),

@@ -90,7 +90,7 @@ def _fit_booster(frame: pd.DataFrame, feature_names: list[str], config: Training
         "objective": "multi:softprob", "num_class": config.num_classes, "tree_method": "hist",
         "max_depth": hp.max_depth, "eta": hp.learning_rate, "subsample": hp.subsample,
         "colsample_bytree": hp.colsample_bytree, "min_child_weight": hp.min_child_weight,
-        "seed": hp.seed, "nthread": hp.nthread, "eval_metric": "mlogloss",
+        "max_bin": hp.max_bin, "seed": hp.seed, "nthread": hp.nthread, "eval_metric": "mlogloss",
     }
     return xgb.train(params, _matrix(frame, feature_names, labeled=True),
                      num_boost_round=hp.n_estimators)
@@ -258,5 +258,7 @@ def train_challenger(
         classes=classes, config=config, booster=booster, calibrator=calibrator, metrics=result,
         feature_importance=importance, model_card=model_card, training_start=training_start,
         training_end=training_end, holdout=holdout[HOLDOUT_COLUMNS].reset_index(drop=True),
-        calibration_png=metric_fns.calibration_curve_png(holdout["label"], holdout_proba, classes),
+        # Rendered for validated (published) models only: the engine's in-loop retrains skip it.
+        calibration_png=(metric_fns.calibration_curve_png(holdout["label"], holdout_proba, classes)
+                         if validate else b""),
     )

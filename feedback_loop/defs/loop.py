@@ -1,0 +1,254 @@
+"""The daily loop, one partition per as-of date: features → signals → portfolio → outcomes → performance.
+
+Every asset rebuilds what it needs as of its partition date from Postgres (the champion
+and blend weight in force that day, the portfolio at the start of the day), so any past
+day can be re-materialized from the UI and reproduces the same rows.
+"""
+
+
+import dagster as dg
+import pandas as pd
+
+from feedback_loop.defs.partitions import daily_partitions
+from feedback_loop.defs.resources import DatabaseResource
+from feedback_loop.lib import blend_weight as blend_weight_lib
+from feedback_loop.lib import ingest, loop_store, outcomes, performance, registry, serving
+from feedback_loop.lib.broker import read_policy
+from feedback_loop.lib.features import FEATURE_WINDOW_DAYS, compute_ticker_features
+from feedback_loop.lib.frames import MARKET_TICKER
+from feedback_loop.lib.heuristic import score_heuristic
+from feedback_loop.lib.plots import png_markdown
+from feedback_loop.lib.portfolio import step_portfolio
+from feedback_loop.lib.signals import build_signals
+from feedback_loop.lib.vocab import PredictionRole, ServingPath, SignalStatus, TradingMode
+
+OWNERS = ["team:signals"]
+#: Calendar days of price history the features of one day need (20 trading days + volatility window).
+PRICE_LOOKBACK_DAYS = 120
+
+
+def as_of_date(context: dg.AssetExecutionContext) -> pd.Timestamp:
+    return pd.Timestamp(context.partition_key)
+
+
+def is_trading_day(conn, day: pd.Timestamp) -> bool:
+    spy = ingest.read_prices(conn, tickers=[MARKET_TICKER], start=day, end=day)
+    return len(spy) > 0
+
+
+def previous_trading_day(conn, day: pd.Timestamp) -> pd.Timestamp | None:
+    spy = ingest.read_prices(conn, tickers=[MARKET_TICKER], start=day - pd.Timedelta(days=14),
+                             end=day - pd.Timedelta(days=1))
+    return spy["date"].max() if len(spy) else None
+
+
+def _not_a_trading_day(day: pd.Timestamp) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"dagster/row_count": 0, "trading_day": False,
+                                          "note": f"{day.date()} has no SPY price: nothing to do"})
+
+
+def _md(frame: pd.DataFrame) -> dg.MetadataValue:
+    return dg.MetadataValue.md(frame.to_markdown(index=False) if len(frame) else "_none_")
+
+
+@dg.asset(
+    group_name="signals", kinds={"python", "postgres"}, owners=OWNERS, partitions_def=daily_partitions,
+    deps=["disclosures", "market_prices"],
+    description=("Model features of every ticker traded in the trailing 90 days, as of the partition date, "
+                 "from disclosures filed on or before it and prices dated on or before it. The same function "
+                 "builds training rows."),
+)
+def ticker_features(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
+    day = as_of_date(context)
+    engine = database.get_engine()
+    with engine.connect() as conn:
+        if not is_trading_day(conn, day):
+            return _not_a_trading_day(day)
+        disclosures = ingest.read_disclosures(conn, as_of=day)
+        disclosures = disclosures[disclosures["disclosure_date"] > day - pd.Timedelta(days=FEATURE_WINDOW_DAYS)]
+        prices = ingest.read_prices(conn, start=day - pd.Timedelta(days=PRICE_LOOKBACK_DAYS), end=day)
+        sectors = ingest.read_sectors(conn)
+    features = compute_ticker_features(disclosures, prices, as_of_dates=[day], sectors=sectors)
+    with engine.begin() as conn:
+        loop_store.write_features(conn, features)
+    completeness = features.drop(columns=["ticker", "as_of"]).notna().mean().round(3)
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(features),
+        "feature_completeness": dg.MetadataValue.json(completeness.to_dict()),
+    })
+
+
+@dg.asset(
+    group_name="signals", kinds={"python", "postgres"}, owners=OWNERS, partitions_def=daily_partitions,
+    deps=[ticker_features],
+    description="The rule-based scorer of the original system applied to the day's features (holds dropped).",
+)
+def heuristic_signals(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
+    day = as_of_date(context)
+    engine = database.get_engine()
+    with engine.connect() as conn:
+        features = loop_store.read_features(conn, day, day)
+    scored = score_heuristic(features) if len(features) else features
+    with engine.begin() as conn:
+        if len(scored):
+            loop_store.write_heuristic(conn, scored)
+    counts = scored["heuristic_signal_type"].value_counts() if len(scored) else pd.Series(dtype=int)
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(scored),
+        "by_type": dg.MetadataValue.json({str(k): int(v) for k, v in counts.items()}),
+    })
+
+
+@dg.asset(
+    group_name="signals", kinds={"python", "xgboost", "postgres"}, owners=OWNERS, partitions_def=daily_partitions,
+    deps=[heuristic_signals],
+    description=("Heuristic blended with the champion in force on the partition date (sha256-verified; falls back "
+                 "to the previous champion, then to heuristic only). Signals under 0.65 are not generated, under "
+                 "0.75 not queued; direction disagreements never queued. A candidate model scores in shadow."),
+)
+def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
+    day = as_of_date(context)
+    engine = database.get_engine()
+    with engine.connect() as conn:
+        features = loop_store.read_features(conn, day, day)
+        policy = read_policy(conn)
+        weight = blend_weight_lib.blend_weight_as_of(conn, day)
+        served = serving.serve_as_of(conn, day)
+        candidate = serving.candidate_as_of(conn, day)
+    heuristic = score_heuristic(features) if len(features) else features
+    if not len(heuristic):
+        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "serving_path": served.serving_path.value})
+    ml, log = None, []
+    if served.model is not None:
+        ml, champion_log = serving.score_with_logging(served.model, served.record, heuristic,
+                                                      PredictionRole.CHAMPION, served.serving_path)
+        log.append(champion_log)
+    challenger = None
+    if candidate.model is not None:
+        challenger, shadow_log = serving.score_with_logging(candidate.model, candidate.record, heuristic,
+                                                            PredictionRole.SHADOW, served.serving_path)
+        log.append(shadow_log)
+    signals = build_signals(
+        heuristic, ml, blend_weight=weight, policy=policy, serving_path=served.serving_path,
+        model_id=served.record.model_id if served.record else None,
+        model_version=served.record.version if served.record else None, challenger=challenger,
+    )
+    predictions = pd.concat(log, ignore_index=True) if log else pd.DataFrame()
+    with engine.begin() as conn:
+        loop_store.write_signals(conn, signals)
+        if len(predictions):
+            serving.write_predictions(conn, predictions[predictions["signal_id"].isin(set(signals["signal_id"]))])
+    status = signals["status"].value_counts() if len(signals) else pd.Series(dtype=int)
+    latency = serving.latency_summary(predictions) if len(predictions) else {}
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(signals),
+        "queued": int(status.get(SignalStatus.QUEUED.value, 0)),
+        "by_status": dg.MetadataValue.json({str(k): int(v) for k, v in status.items()}),
+        "blend_weight": float(weight),
+        "serving_path": served.serving_path.value,
+        "serving_failures": dg.MetadataValue.json(served.failures),
+        "model_version": served.record.version if served.record else "none",
+        "shadow_model_version": candidate.record.version if candidate.record else "none",
+        "fallback": served.serving_path in (ServingPath.PREVIOUS_CHAMPION, ServingPath.HEURISTIC_FALLBACK),
+        **{f"scoring_latency_{k}": float(v) for k, v in latency.items()},
+        "min_queued_confidence": float(signals.loc[signals["status"] == SignalStatus.QUEUED.value, "confidence"].min())
+        if int(status.get(SignalStatus.QUEUED.value, 0)) else None,
+    })
+
+
+@dg.asset(
+    group_name="portfolio", kinds={"python", "postgres"}, owners=["team:trading"], partitions_def=daily_partitions,
+    deps=[trading_signals],
+    description=("Paper executor: signals queued at the previous close fill at this day's open; exits (timeout 60d, "
+                 "20% trailing stop, 1.5×ATR stop loss) are checked at the close. Live mode goes to the broker only "
+                 "when explicitly enabled."),
+)
+def portfolio_positions(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
+    day = as_of_date(context)
+    engine = database.get_engine()
+    with engine.connect() as conn:
+        if not is_trading_day(conn, day):
+            return _not_a_trading_day(day)
+        policy = read_policy(conn)
+        prices = ingest.read_prices(conn, end=day)
+        state = loop_store.portfolio_at_start_of(conn, day, prices, policy)
+        previous = previous_trading_day(conn, day)
+        queued = loop_store.queued_for(loop_store.read_signals(conn, previous, previous)) if previous is not None else pd.DataFrame()
+    state, updates = step_portfolio(state, day, queued, prices, policy)
+    with engine.begin() as conn:
+        loop_store.write_portfolio(conn, state)
+        loop_store.update_signal_status(conn, updates)
+    positions = state.positions
+    today = state.equity.iloc[-1]
+    metadata = {
+        "dagster/row_count": len(positions),
+        "open_positions": int((positions["status"] == "open").sum()),
+        "opened_today": int((positions["entry_date"] == day).sum()),
+        "closed_today": int((positions["exit_date"] == day).sum()),
+        "equity_usd": float(today["equity_usd"]),
+        "cash_usd": float(today["cash_usd"]),
+        "trading_mode": policy.trading_mode,
+        "fills": _md(updates.merge(positions[["signal_id", "ticker"]], on="signal_id", how="left")),
+    }
+    if policy.trading_mode == TradingMode.LIVE.value:
+        metadata["WARNING"] = dg.MetadataValue.md("**LIVE TRADING IS ON: orders go to the broker with real money.**")
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    group_name="portfolio", kinds={"python", "postgres"}, owners=["team:trading"], partitions_def=daily_partitions,
+    deps=[portfolio_positions],
+    description=("One outcome per closed position (win > +0.5%, loss < −0.5%, else breakeven) with the signal's feature "
+                 "vector and model; plus shadow outcomes of every generated signal over the holding horizon."),
+)
+def signal_outcomes(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
+    day = as_of_date(context)
+    engine = database.get_engine()
+    with engine.connect() as conn:
+        policy = read_policy(conn)
+        prices = ingest.read_prices(conn, end=day)
+        positions = loop_store.read_positions(conn, day)
+        closed = positions[positions["status"] == "closed"]
+        signals = loop_store.read_signals(conn, pd.Timestamp.min, day)
+    outcome_rows = outcomes.outcomes_from_positions(closed, signals, prices)
+    shadow = outcomes.shadow_outcomes(signals, prices, day, policy.shadow_horizon_days)
+    with engine.begin() as conn:
+        loop_store.write_outcomes(conn, outcome_rows)
+        loop_store.write_shadow(conn, shadow)
+    today = outcome_rows[outcome_rows["exit_date"] == day] if len(outcome_rows) else outcome_rows
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(outcome_rows),
+        "closed_today": len(today),
+        "outcomes": dg.MetadataValue.json(outcome_rows["outcome"].value_counts().to_dict() if len(outcome_rows) else {}),
+        "shadow_outcomes_resolved": len(shadow),
+        "today": _md(today[["ticker", "return_pct", "outcome", "exit_reason"]] if len(today) else today),
+    })
+
+
+@dg.asset(
+    group_name="portfolio", kinds={"python", "postgres"}, owners=["team:trading"], partitions_def=daily_partitions,
+    deps=[signal_outcomes],
+    description=("Win rate (breakevens separate), average return, Sharpe and Sortino annualized from the daily equity "
+                 "curve, max drawdown, profit factor and excess return over SPY, with the equity curve vs SPY."),
+)
+def portfolio_performance(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
+    day = as_of_date(context)
+    engine = database.get_engine()
+    with engine.connect() as conn:
+        equity = loop_store.read_equity(conn, day)
+        closed = loop_store.read_outcomes(conn, day)
+        spy = ingest.read_prices(conn, tickers=[MARKET_TICKER], end=day)
+        champion = registry.champion_as_of(conn, day)
+    if not len(equity):
+        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "note": "no equity history yet"})
+    metrics = performance.portfolio_metrics(equity, closed, spy)
+    png = performance.equity_curve_png({"portfolio": equity}, spy)
+    with engine.begin() as conn:
+        loop_store.write_performance_history(conn, day, "portfolio", metrics,
+                                             champion.model_id if champion else None)
+    numbers = {k: (float(v) if v is not None else None) for k, v in metrics.items() if isinstance(v, (int, float)) or v is None}
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(equity),
+        **{k: v for k, v in numbers.items() if v is not None},
+        "equity_curve": dg.MetadataValue.md(png_markdown(png, "equity vs SPY")),
+    })

@@ -1,0 +1,88 @@
+"""Monitoring that moves the loop: the self-tuning blend weight and feature drift of the champion."""
+
+
+import dagster as dg
+import pandas as pd
+
+from feedback_loop.defs.partitions import daily_partitions
+from feedback_loop.defs.resources import DatabaseResource
+from feedback_loop.lib import blend_weight as blend_weight_lib
+from feedback_loop.lib import drift, loop_store, model_store, registry
+from feedback_loop.lib.engine import champion_hits
+from feedback_loop.lib.features import FEATURE_NAMES
+from feedback_loop.lib.policy import BLEND_WEIGHT_WINDOW_DAYS, DRIFT_LIVE_WINDOW_DAYS
+from feedback_loop.lib.training.artifact import ArtifactIntegrityError
+from feedback_loop.lib.training.config import TrainingConfig
+
+OWNERS = ["team:ml"]
+
+
+@dg.asset(
+    group_name="monitoring", kinds={"python", "postgres"}, owners=OWNERS, partitions_def=daily_partitions,
+    deps=["signal_outcomes"],
+    description=("Compares the ML side's win rate with the heuristic's on the same signals (shadow outcomes, 30 days): "
+                 "ML ahead by > 5 points → +0.10 (cap 0.70), behind by > 5 points → −0.10 (floor 0.10), else unchanged; "
+                 "no move under the minimum outcomes per side. The new weight serves from the next day."),
+)
+def blend_weight(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
+    day = pd.Timestamp(context.partition_key)
+    engine = database.get_engine()
+    with engine.connect() as conn:
+        shadow = loop_store.read_shadow(conn, day)
+        current = blend_weight_lib.blend_weight_as_of(conn, day)
+    counts = blend_weight_lib.win_rates_from_shadow(shadow, day, BLEND_WEIGHT_WINDOW_DAYS)
+    decision = blend_weight_lib.next_blend_weight(current, **counts)
+    with engine.begin() as conn:
+        blend_weight_lib.apply_blend_weight(conn, decision, day, BLEND_WEIGHT_WINDOW_DAYS)
+    return dg.MaterializeResult(metadata={
+        "old_weight": decision.old_weight, "new_weight": decision.new_weight, "changed": decision.changed,
+        "reason": decision.reason, "sample_size": decision.sample_size,
+        "ml_win_rate": decision.ml_win_rate if decision.ml_win_rate is not None else float("nan"),
+        "heuristic_win_rate": decision.heuristic_win_rate if decision.heuristic_win_rate is not None else float("nan"),
+        "ml_breakevens": counts["ml_breakevens"], "heuristic_breakevens": counts["heuristic_breakevens"],
+    })
+
+
+@dg.asset(
+    group_name="monitoring", kinds={"python", "scipy", "postgres"}, owners=OWNERS, partitions_def=daily_partitions,
+    deps=["ticker_features", "signal_outcomes"],
+    description=("Live feature distributions (30 days) against the champion's training data: KS per feature (> 0.15 "
+                 "drifts), PSI of the score distribution (> 0.2), rolling accuracy on resolved outcomes vs validation. "
+                 "Recommends emergency_retrain, schedule_retrain or no_action; the drift sensor acts on it."),
+)
+def feature_drift(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
+    day = pd.Timestamp(context.partition_key)
+    engine = database.get_engine()
+    with engine.connect() as conn:
+        record = registry.champion_as_of(conn, day)
+        if record is None:
+            return dg.MaterializeResult(metadata={"recommendation": "no_action", "reason": "no champion in service"})
+        live = loop_store.read_features(conn, day - pd.Timedelta(days=DRIFT_LIVE_WINDOW_DAYS - 1), day)
+        signals = loop_store.read_signals(conn, day - pd.Timedelta(days=365), day)
+        shadow = loop_store.read_shadow(conn, day)
+    try:
+        model = model_store.load_verified(record)
+    except ArtifactIntegrityError as exc:
+        return dg.MaterializeResult(metadata={"recommendation": "emergency_retrain",
+                                              "reason": f"champion artifact failed verification: {exc}"})
+    reference = model_store.load_reference_features(record)
+    hits = champion_hits(signals, shadow, record.model_id, day, TrainingConfig.from_dict(record.config))
+    live_scores = model.predict_proba(live[FEATURE_NAMES]).max(axis=1) if len(live) else []
+    report = drift.drift_report(reference, live[FEATURE_NAMES] if len(live) else live,
+                                model.predict_proba(reference[FEATURE_NAMES]).max(axis=1), live_scores,
+                                hits, record.metrics.get("accuracy"), FEATURE_NAMES)
+    with engine.begin() as conn:
+        drift.write_drift_report(conn, report, day, record.model_id)
+    ks_rows = "\n".join(f"| {name} | {r.statistic if r.statistic is None else round(r.statistic, 4)} | {r.n_live} |"
+                        for name, r in report.ks.items())
+    return dg.MaterializeResult(metadata={
+        "recommendation": report.recommendation.value,
+        "reason": report.reason,
+        "score_psi": report.psi if report.psi is not None else float("nan"),
+        "drifting_features": dg.MetadataValue.json(report.drifting_features),
+        "ks_statistics": dg.MetadataValue.md("| feature | KS | live rows |\n|---|---|---|\n" + ks_rows),
+        "rolling_accuracy": report.rolling_accuracy if report.rolling_accuracy is not None else float("nan"),
+        "validation_accuracy": report.validation_accuracy if report.validation_accuracy is not None else float("nan"),
+        "live_rows": report.live_rows, "reference_rows": report.reference_rows,
+        "resolved_outcomes": report.resolved_outcomes, "model_version": record.version,
+    })

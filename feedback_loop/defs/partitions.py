@@ -1,0 +1,8 @@
+"""The loop's daily partitions: one per as-of date (trading days do work; other days record none)."""
+
+import os
+
+import dagster as dg
+
+LOOP_START_DATE = os.environ.get("FEEDBACK_LOOP_PARTITIONS_START", "2019-01-01")
+daily_partitions = dg.DailyPartitionsDefinition(start_date=LOOP_START_DATE, timezone="America/New_York")

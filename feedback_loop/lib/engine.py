@@ -1,0 +1,441 @@
+"""The daily loop over a range of trading days, in memory, with the functions the assets call.
+
+Each trading day D, in the order the schedules and sensors would run it:
+
+1. scheduled retrains whose run time falls between the previous trading day and D
+   (weekly market-labeled on Sunday, monthly outcome-aware on the 1st), each trained as
+   of the last complete day before its run and, if promoted, serving from its run date;
+2. the paper portfolio fills the signals queued at the previous close at D's open and
+   checks exits at D's close; closed positions become outcomes; shadow outcomes resolve;
+3. signals for D: features → heuristic → the champion in force on D (and a candidate in
+   shadow) → blend with the weight in force on D → thresholds → queue;
+4. after the close: performance, blend-weight evaluation, drift report, and the sensors
+   (new outcomes, drift, degradation), whose retrains are trained as of D and serve from D+1.
+
+Nothing computed for D reads a disclosure filed after D or a price dated after D: the
+feature panel is computed by the causal feature function, labels are cut at the
+training date, and the portfolio only sees prices up to D.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from feedback_loop.lib import blend_weight as blend_weight_lib
+from feedback_loop.lib import drift as drift_lib
+from feedback_loop.lib import outcomes as outcomes_lib
+from feedback_loop.lib import policy as P
+from feedback_loop.lib.features import FEATURE_NAMES, compute_ticker_features
+from feedback_loop.lib.frames import MARKET_TICKER
+from feedback_loop.lib.heuristic import score_heuristic
+from feedback_loop.lib.portfolio import PortfolioState, step_portfolio
+from feedback_loop.lib.promotion import decide_promotion
+from feedback_loop.lib.signals import build_signals
+from feedback_loop.lib.training.config import TrainingConfig
+from feedback_loop.lib.training.labels import (
+    MIN_TRAINING_ROWS,
+    blended_training_set,
+    label_from_return,
+    market_labeled_set,
+    outcome_labeled_set,
+)
+from feedback_loop.lib.training.model import TrainedModel, train_challenger
+from feedback_loop.lib.vocab import RetrainTrigger, ServingPath, SignalStatus
+
+
+@dataclass(frozen=True)
+class ArmConfig:
+    """One way of running the loop; a replay compares several on the same data."""
+
+    name: str
+    use_model: bool = True
+    #: Weekly/monthly retrains and sensor-triggered retrains; False trains once at the start.
+    retrain: bool = True
+    adapt_blend_weight: bool = True
+
+
+HEURISTIC_ARM = ArmConfig("heuristic_only", use_model=False, retrain=False, adapt_blend_weight=False)
+FIXED_MODEL_ARM = ArmConfig("fixed_model", use_model=True, retrain=False, adapt_blend_weight=False)
+CLOSED_LOOP_ARM = ArmConfig("closed_loop")
+ARMS = (HEURISTIC_ARM, FIXED_MODEL_ARM, CLOSED_LOOP_ARM)
+
+
+@dataclass(frozen=True)
+class LoopData:
+    disclosures: pd.DataFrame
+    prices: pd.DataFrame
+    sectors: pd.DataFrame
+    politicians: pd.DataFrame | None = None
+
+
+@dataclass
+class ModelEntry:
+    model_id: str
+    model: TrainedModel
+    trigger: RetrainTrigger
+    trained_as_of: pd.Timestamp
+    reference_features: pd.DataFrame
+    #: Top-class probabilities on the reference features (drift PSI baseline), computed once.
+    reference_scores: np.ndarray
+    status: str = "candidate"
+
+
+@dataclass
+class LoopState:
+    """Everything the loop has produced so far; persisted to Postgres by `lib.loop_store`."""
+
+    portfolio: PortfolioState
+    blend_weight: float
+    signals: pd.DataFrame = field(default_factory=pd.DataFrame)
+    outcomes: list[pd.DataFrame] = field(default_factory=list)
+    shadow: pd.DataFrame | None = None
+    models: dict[str, ModelEntry] = field(default_factory=dict)
+    #: (effective_from, model_id, action, trigger, reason)
+    deployments: list[tuple] = field(default_factory=list)
+    candidate_id: str | None = None
+    retrain_events: list[dict] = field(default_factory=list)
+    comparisons: list[dict] = field(default_factory=list)
+    blend_weight_path: list[dict] = field(default_factory=list)
+    drift_reports: list[dict] = field(default_factory=list)
+    skipped_requests: list[dict] = field(default_factory=list)
+    sensor_cursors: dict[str, str] = field(default_factory=dict)
+    queued: pd.DataFrame | None = None
+
+    def champion_id(self, as_of: pd.Timestamp) -> str | None:
+        live = [d for d in self.deployments if d[0] <= as_of]
+        return live[-1][1] if live else None
+
+    def all_signals(self) -> pd.DataFrame:
+        return self.signals
+
+    def all_outcomes(self) -> pd.DataFrame:
+        return pd.concat(self.outcomes, ignore_index=True) if self.outcomes else pd.DataFrame()
+
+
+@dataclass(frozen=True)
+class FeaturePanel:
+    """Causal features precomputed once: daily scoring rows and per-filing training rows."""
+
+    daily: pd.DataFrame
+    filings: pd.DataFrame
+
+    @classmethod
+    def build(cls, data: LoopData, trading_days: pd.DatetimeIndex, config: TrainingConfig,
+              window_days: int) -> "FeaturePanel":
+        daily = compute_ticker_features(
+            data.disclosures, data.prices, as_of_dates=trading_days,
+            window_days=window_days, sectors=data.sectors,
+        )
+        earliest = trading_days[0] - pd.Timedelta(days=config.lookback_days + 2 * config.embargo_days)
+        eligible = data.disclosures[
+            data.disclosures["ticker"].notna()
+            & (data.disclosures["disclosure_date"] >= earliest)
+            & (data.disclosures["disclosure_date"] <= trading_days[-1])
+        ]
+        pairs = (eligible[["ticker", "disclosure_date"]].rename(columns={"disclosure_date": "as_of"})
+                 .drop_duplicates().sort_values(["as_of", "ticker"]).reset_index(drop=True))
+        filings = compute_ticker_features(
+            data.disclosures, data.prices, pairs=pairs, window_days=window_days, sectors=data.sectors,
+        )
+        return cls(daily=daily, filings=filings)
+
+
+def trading_days_between(prices: pd.DataFrame, start, end) -> pd.DatetimeIndex:
+    spy_dates = prices.loc[prices["ticker"] == MARKET_TICKER, "date"]
+    days = pd.DatetimeIndex(sorted(spy_dates.unique()))
+    return days[(days >= pd.Timestamp(start)) & (days <= pd.Timestamp(end))]
+
+
+def champion_hits(signals: pd.DataFrame, shadow: pd.DataFrame | None, champion_id: str, day: pd.Timestamp,
+                  config: TrainingConfig, window_days: int = P.BLEND_WEIGHT_WINDOW_DAYS) -> np.ndarray | None:
+    """Whether the champion's class matched the realized label, on the shadow outcomes it scored
+    that resolved in (day - window_days, day]; None when there are none."""
+    if shadow is None or not len(shadow) or not len(signals):
+        return None
+    scored = signals.loc[signals["model_id"] == champion_id, ["signal_id", "ml_signal_type"]]
+    resolved = shadow.drop(columns=["ml_signal_type"], errors="ignore").merge(scored, on="signal_id")
+    resolved = resolved[(resolved["exit_date"] > day - pd.Timedelta(days=window_days)) & (resolved["exit_date"] <= day)]
+    if not len(resolved):
+        return None
+    return_pct = resolved["return_pct"].to_numpy(dtype=float)
+    if config.excess_over_spy:
+        return_pct = return_pct - resolved["spy_return_pct"].fillna(0.0).to_numpy(dtype=float)
+    classes = np.asarray([c.value for c in config.classes()])
+    return classes[label_from_return(return_pct, config)] == resolved["ml_signal_type"].to_numpy()
+
+
+class LoopEngine:
+    """Runs one arm of the loop over trading days; `run()` returns the final state."""
+
+    def __init__(self, data: LoopData, arm: ArmConfig, *, start, end,
+                 portfolio_policy: P.PortfolioPolicy | None = None,
+                 training_config: TrainingConfig | None = None,
+                 panel: FeaturePanel | None = None, window_days: int = 90,
+                 validate_models: bool = False, artifact_dir: Path | None = None):
+        self.data = data
+        self.arm = arm
+        self.policy = portfolio_policy or P.PortfolioPolicy()
+        self.config = training_config or TrainingConfig()
+        self.days = trading_days_between(data.prices, start, end)
+        if len(self.days) == 0:
+            raise ValueError(f"no SPY trading days between {start} and {end}")
+        self.panel = panel or FeaturePanel.build(data, self.days, self.config, window_days)
+        self.validate_models = validate_models
+        self.artifact_dir = artifact_dir
+        self.state = LoopState(portfolio=PortfolioState.initial(self.policy),
+                               blend_weight=self.policy.ml_blend_weight)
+        self._daily_by_date = dict(tuple(self.panel.daily.groupby("as_of", sort=False)))
+        self._score_cache: dict[tuple[str, pd.Timestamp], np.ndarray] = {}
+
+    # ---------------------------------------------------------------- the day
+    def run(self, progress: Callable[[pd.Timestamp, dict], None] | None = None) -> LoopState:
+        if self.arm.use_model:
+            self._retrain(self.days[0] - pd.Timedelta(days=1), RetrainTrigger.SCHEDULED,
+                          effective_from=self.days[0], use_outcomes=False)
+        previous = None
+        for day in self.days:
+            if self.arm.retrain and previous is not None:
+                self._scheduled_retrains(previous, day)
+            self._trade(day)
+            self._signals(day)
+            if self.arm.adapt_blend_weight:
+                self._evaluate_blend_weight(day)
+            if self.arm.retrain:
+                self._drift(day)
+                self._sensors(day)
+            if progress:
+                progress(day, self.key_figures())
+            previous = day
+        return self.state
+
+    def key_figures(self) -> dict:
+        equity = self.state.portfolio.equity
+        outcomes = self.state.all_outcomes()
+        closed = outcomes[outcomes["outcome"] != "open"] if len(outcomes) else outcomes
+        return {
+            "equity": float(equity["equity_usd"].iloc[-1]) if len(equity) else self.policy.initial_capital,
+            "trades": len(closed),
+            "win_rate": float((closed["outcome"] == "win").mean()) if len(closed) else None,
+            "blend_weight": self.state.blend_weight,
+            "models": len(self.state.models),
+        }
+
+    def _prices_until(self, day: pd.Timestamp) -> pd.DataFrame:
+        return self.data.prices[self.data.prices["date"] <= day]
+
+    def _trade(self, day: pd.Timestamp) -> None:
+        prices = self._prices_until(day)
+        queued = self.state.queued if self.state.queued is not None else pd.DataFrame()
+        before = self.state.portfolio.positions
+        closed_before = set(before.loc[before["status"] == "closed", "position_id"]) if len(before) else set()
+        self.state.portfolio, updates = step_portfolio(self.state.portfolio, day, queued, prices, self.policy)
+        self.state.queued = None
+        self._apply_status_updates(updates)
+        positions = self.state.portfolio.positions
+        newly_closed = positions[(positions["status"] == "closed") & ~positions["position_id"].isin(closed_before)]
+        if len(newly_closed):
+            self.state.outcomes.append(
+                outcomes_lib.outcomes_from_positions(newly_closed, self.state.all_signals(), prices)
+            )
+        self._resolve_shadow(day, prices)
+
+    def _resolve_shadow(self, day: pd.Timestamp, prices: pd.DataFrame) -> None:
+        """Shadow outcomes of signals old enough to have resolved (a horizon of N trading days
+        spans at least N * 7 / 5 calendar days) and not resolved yet."""
+        signals = self.state.signals
+        if not len(signals):
+            return
+        horizon = self.policy.shadow_horizon_days
+        oldest_possible = day - pd.Timedelta(days=horizon * 7 // 5)
+        done = self.state.shadow["signal_id"] if self.state.shadow is not None else pd.Series(dtype=object)
+        pending = signals[(signals["as_of"] <= oldest_possible) & ~signals["signal_id"].isin(done)]
+        if not len(pending):
+            return
+        resolved = outcomes_lib.shadow_outcomes(pending, prices, day, horizon)
+        if len(resolved):
+            self.state.shadow = pd.concat([self.state.shadow, resolved], ignore_index=True)
+
+    def _apply_status_updates(self, updates: pd.DataFrame) -> None:
+        if updates is None or not len(updates):
+            return
+        status = updates.set_index("signal_id")["status"]
+        hit = self.state.signals["signal_id"].isin(status.index)
+        self.state.signals.loc[hit, "status"] = self.state.signals.loc[hit, "signal_id"].map(status)
+
+    def _signals(self, day: pd.Timestamp) -> None:
+        features = self._daily_by_date.get(day)
+        if features is None or not len(features):
+            return
+        heuristic = score_heuristic(features)
+        if not len(heuristic):
+            return
+        ml, challenger, model_id, version = None, None, None, None
+        path = ServingPath.HEURISTIC_ARM
+        if self.arm.use_model:
+            path = ServingPath.NO_CHAMPION
+            champion = self.state.champion_id(day)
+            if champion is not None:
+                entry = self.state.models[champion]
+                ml = self._predict(entry.model, heuristic)
+                model_id, version, path = champion, entry.model.version, ServingPath.CHAMPION
+            if self.state.candidate_id is not None:
+                challenger = self._predict(self.state.models[self.state.candidate_id].model, heuristic)
+        signals = build_signals(heuristic, ml, blend_weight=self.state.blend_weight, policy=self.policy,
+                                serving_path=path, model_id=model_id, model_version=version,
+                                challenger=challenger)
+        if not len(signals):
+            return
+        self.state.signals = pd.concat([self.state.signals, signals], ignore_index=True)
+        queued = signals[signals["status"] == SignalStatus.QUEUED.value]
+        self.state.queued = queued if len(queued) else None
+
+    @staticmethod
+    def _predict(model: TrainedModel, rows: pd.DataFrame) -> pd.DataFrame:
+        predictions = model.predict_signals(rows[FEATURE_NAMES])
+        return pd.DataFrame({"ticker": rows["ticker"].to_numpy(), "as_of": rows["as_of"].to_numpy(),
+                             "ml_signal_type": predictions["ml_signal_type"].to_numpy(),
+                             "ml_confidence": predictions["ml_confidence"].to_numpy()})
+
+    # ---------------------------------------------------------------- models
+    def _scheduled_retrains(self, previous: pd.Timestamp, day: pd.Timestamp) -> None:
+        """Schedule run times between two trading days: Sunday 02:00 weekly, the 1st 03:00 monthly."""
+        between = pd.date_range(previous + pd.Timedelta(days=1), day)
+        monthly = [d for d in between if d.day == 1]
+        weekly = [d for d in between if d.dayofweek == 6]
+        if monthly:
+            run = monthly[-1]
+            self._retrain(run - pd.Timedelta(days=1), RetrainTrigger.SCHEDULED, effective_from=run,
+                          use_outcomes=True)
+            for skipped in weekly:
+                self._skip(skipped, RetrainTrigger.SCHEDULED, "a retrain already ran in this window")
+        elif weekly:
+            run = weekly[-1]
+            self._retrain(run - pd.Timedelta(days=1), RetrainTrigger.SCHEDULED, effective_from=run,
+                          use_outcomes=False)
+
+    def _skip(self, as_of, trigger, reason) -> None:
+        self.state.skipped_requests.append({"as_of": as_of, "trigger": trigger.value, "reason": reason})
+
+    def _training_set(self, as_of: pd.Timestamp, config: TrainingConfig) -> pd.DataFrame:
+        filings = self.panel.filings[self.panel.filings["as_of"] <= as_of]
+        market = market_labeled_set(filings, self._prices_until(as_of), as_of, config)
+        outcome = None
+        if config.use_outcomes:
+            outcome = outcome_labeled_set(self.state.all_outcomes(), as_of, config)
+        return blended_training_set(market, outcome, config)
+
+    def _retrain(self, as_of: pd.Timestamp, trigger: RetrainTrigger, *, effective_from: pd.Timestamp,
+                 use_outcomes: bool) -> None:
+        config = self.config.model_copy(update={"use_outcomes": use_outcomes})
+        training = self._training_set(as_of, config)
+        event = {"as_of": as_of, "trigger": trigger.value, "use_outcomes": use_outcomes,
+                 "rows": len(training)}
+        if len(training) < MIN_TRAINING_ROWS or training["label"].nunique() < config.num_classes:
+            self.state.retrain_events.append({**event, "deployed": False, "new_model_id": None,
+                                              "reason": f"not enough labeled rows ({len(training)})"})
+            return
+        model = train_challenger(training, config, as_of, validate=self.validate_models)
+        model_id = f"{self.arm.name}-{model.version}"
+        reference = training[FEATURE_NAMES].reset_index(drop=True)
+        self.state.models[model_id] = ModelEntry(model_id, model, trigger, as_of, reference,
+                                                 model.predict_proba(reference).max(axis=1))
+        current_id = self.state.champion_id(effective_from)
+        new_metrics = model.evaluate(model.holdout)
+        current_metrics = (self.state.models[current_id].model.evaluate(model.holdout)
+                           if current_id else None)
+        decision = decide_promotion(new_metrics, current_metrics)
+        self.state.comparisons.append({
+            "as_of": as_of, "new_model_id": model_id, "current_model_id": current_id,
+            "new_accuracy": new_metrics["accuracy"], "new_f1": new_metrics["f1_weighted"],
+            "current_accuracy": current_metrics["accuracy"] if current_metrics else None,
+            "current_f1": current_metrics["f1_weighted"] if current_metrics else None,
+            "holdout_rows": len(model.holdout), "promoted": decision.promote, "reason": decision.reason,
+        })
+        self.state.retrain_events.append({
+            **event, "new_model_id": model_id, "old_model_id": current_id, "deployed": decision.promote,
+            "accuracy_improvement": decision.accuracy_gain, "f1_improvement": decision.f1_gain,
+            "new_metrics": new_metrics, "old_metrics": current_metrics, "reason": decision.reason,
+        })
+        if decision.promote:
+            if current_id:
+                self.state.models[current_id].status = "archived"
+            self.state.models[model_id].status = "active"
+            self.state.deployments.append((effective_from, model_id, "promote", trigger.value, decision.reason))
+            if self.state.candidate_id is not None:
+                self.state.models[self.state.candidate_id].status = "archived"
+                self.state.candidate_id = None
+        else:
+            if self.state.candidate_id is not None:
+                self.state.models[self.state.candidate_id].status = "archived"
+            self.state.candidate_id = model_id
+
+    # ---------------------------------------------------------------- after the close
+    def _evaluate_blend_weight(self, day: pd.Timestamp) -> None:
+        if self.state.shadow is None or not len(self.state.shadow):
+            return
+        counts = blend_weight_lib.win_rates_from_shadow(self.state.shadow, day, P.BLEND_WEIGHT_WINDOW_DAYS)
+        decision = blend_weight_lib.next_blend_weight(self.state.blend_weight, **counts)
+        if decision.changed:
+            self.state.blend_weight_path.append({"as_of": day, "decision": decision,
+                                                 "window_days": P.BLEND_WEIGHT_WINDOW_DAYS})
+            self.state.blend_weight = decision.new_weight
+
+    def _drift(self, day: pd.Timestamp) -> None:
+        champion = self.state.champion_id(day)
+        if champion is None:
+            return
+        entry = self.state.models[champion]
+        window = self.days[(self.days > day - pd.Timedelta(days=P.DRIFT_LIVE_WINDOW_DAYS)) & (self.days <= day)]
+        rows = [self._daily_by_date[d] for d in window if d in self._daily_by_date]
+        live = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=FEATURE_NAMES)
+        scores = [self._live_scores(entry, d) for d in window if d in self._daily_by_date]
+        resolved_correct = champion_hits(self.state.signals, self.state.shadow, champion, day, self.config)
+        report = drift_lib.drift_report(
+            entry.reference_features, live[FEATURE_NAMES], entry.reference_scores,
+            np.concatenate(scores) if scores else np.array([]),
+            resolved_correct, entry.model.metrics["accuracy"], FEATURE_NAMES,
+        )
+        self.state.drift_reports.append({"as_of": day, "model_id": champion, "report": report})
+
+    def _live_scores(self, entry: ModelEntry, day: pd.Timestamp) -> np.ndarray:
+        """Top-class probability of the champion on one day's feature rows (cached per model and day)."""
+        key = (entry.model_id, day)
+        if key not in self._score_cache:
+            self._score_cache[key] = entry.model.predict_proba(self._daily_by_date[day][FEATURE_NAMES]).max(axis=1)
+        return self._score_cache[key]
+
+    def _sensors(self, day: pd.Timestamp) -> None:
+        """The three retrain sensors, each firing once per champion (their cursor)."""
+        champion = self.state.champion_id(day + pd.Timedelta(days=1))
+        if champion is None:
+            return
+        cursors = self.state.sensor_cursors
+        requests: list[RetrainTrigger] = []
+        outcomes = self.state.all_outcomes()
+        trained = self.state.models[champion].trained_as_of
+        closed = outcomes[(outcomes["outcome"] != "open") & (outcomes["exit_date"] > trained)] if len(outcomes) else outcomes
+        if len(closed) >= P.NEW_OUTCOMES_RETRAIN_COUNT and cursors.get("new_outcomes") != champion:
+            cursors["new_outcomes"] = champion
+            requests.append(RetrainTrigger.NEW_OUTCOMES)
+        if self.state.drift_reports and self.state.drift_reports[-1]["as_of"] == day:
+            recommendation = self.state.drift_reports[-1]["report"].recommendation
+            if recommendation != "no_action" and cursors.get("feature_drift") != champion:
+                cursors["feature_drift"] = champion
+                requests.append(RetrainTrigger.FEATURE_DRIFT)
+        recent = outcomes[outcomes["exit_date"] > day - pd.Timedelta(days=P.DEGRADATION_WINDOW_DAYS)] if len(outcomes) else outcomes
+        if (len(recent) >= P.DEGRADATION_MIN_OUTCOMES and (recent["outcome"] == "win").mean() < P.DEGRADATION_WIN_RATE
+                and cursors.get("performance_degradation") != champion):
+            cursors["performance_degradation"] = champion
+            requests.append(RetrainTrigger.PERFORMANCE_DEGRADATION)
+        if not requests:
+            return
+        first, *rest = requests
+        use_outcomes = first != RetrainTrigger.FEATURE_DRIFT
+        self._retrain(day, first, effective_from=day + pd.Timedelta(days=1), use_outcomes=use_outcomes)
+        for trigger in rest:
+            self._skip(day, trigger, f"a {first.value} retrain is already running for this day")

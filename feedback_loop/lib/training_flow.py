@@ -1,0 +1,135 @@
+"""Training as of a date from the database, and the champion/challenger decision applied to it.
+
+Shared by the Dagster training assets and `feedback-loop train`; the engine runs the same
+label/train/decide functions on its in-memory state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from feedback_loop.lib import ingest, loop_store, model_store, registry
+from feedback_loop.lib.features import compute_ticker_features
+from feedback_loop.lib.promotion import PromotionDecision, decide_promotion
+from feedback_loop.lib.training.artifact import ArtifactIntegrityError
+from feedback_loop.lib.training.config import TrainingConfig
+from feedback_loop.lib.training.labels import LabeledSet, market_labeled_set, outcome_labeled_set
+from feedback_loop.lib.vocab import SIGNAL_ASSET_TYPES
+
+
+def training_pairs(disclosures: pd.DataFrame, start, end) -> pd.DataFrame:
+    """(ticker, as_of = filing date) of every signal-eligible filing in [start, end]: the training rows."""
+    eligible = disclosures[
+        disclosures["ticker"].notna()
+        & disclosures["asset_type"].isin([t.value for t in SIGNAL_ASSET_TYPES])
+        & (disclosures["disclosure_date"] >= pd.Timestamp(start))
+        & (disclosures["disclosure_date"] <= pd.Timestamp(end))
+    ]
+    return (eligible[["ticker", "disclosure_date"]].rename(columns={"disclosure_date": "as_of"})
+            .drop_duplicates().sort_values(["as_of", "ticker"]).reset_index(drop=True))
+
+
+def feature_window_start(as_of, config: TrainingConfig, window_days: int) -> pd.Timestamp:
+    """Earliest filing date whose features a training run as of `as_of` can need."""
+    return pd.Timestamp(as_of) - pd.Timedelta(days=config.lookback_days + window_days)
+
+
+def market_set(conn: sa.Connection, as_of, config: TrainingConfig, window_days: int = 90) -> LabeledSet:
+    as_of = pd.Timestamp(as_of)
+    start = feature_window_start(as_of, config, window_days)
+    disclosures = ingest.read_disclosures(conn, as_of=as_of)
+    disclosures = disclosures[disclosures["disclosure_date"] >= start]
+    prices = ingest.read_prices(conn, start=start - pd.Timedelta(days=60), end=as_of)
+    pairs = training_pairs(disclosures, as_of - pd.Timedelta(days=config.lookback_days), as_of)
+    features = compute_ticker_features(disclosures, prices, pairs=pairs, window_days=window_days,
+                                       sectors=ingest.read_sectors(conn))
+    return market_labeled_set(features, prices, as_of, config)
+
+
+def outcome_set(conn: sa.Connection, as_of, config: TrainingConfig) -> LabeledSet:
+    return outcome_labeled_set(loop_store.read_outcomes(conn, as_of), pd.Timestamp(as_of), config)
+
+
+@dataclass
+class PromotionResult:
+    decision: PromotionDecision
+    new_metrics: dict
+    current_metrics: dict | None
+    current_model_id: str | None
+    holdout_rows: int
+    png: bytes
+
+    def table_markdown(self) -> str:
+        keys = ["accuracy", "f1_weighted", "roc_auc_ovr", "brier", "log_loss", "ece"]
+        lines = ["| metric | challenger | champion |", "|---|---|---|"]
+        for key in keys:
+            current = self.current_metrics.get(key) if self.current_metrics else None
+            new = self.new_metrics.get(key)
+            lines.append(f"| {key} | {_fmt(new)} | {_fmt(current)} |")
+        return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.4f}"
+
+
+def decide_and_apply(engine: sa.Engine, challenger_id: str, *, as_of, trigger: str,
+                     run_id: str | None = None) -> PromotionResult:
+    """Score champion and challenger on the challenger's holdout, decide, promote or park, log both tables."""
+    from feedback_loop.lib.plots import comparison_png
+
+    with engine.connect() as conn:
+        challenger_record = registry.get_model(conn, challenger_id)
+        champion_record = registry.active_model(conn)
+        shadow = loop_store.read_shadow(conn, as_of)
+    challenger = model_store.load_verified(challenger_record)
+    holdout = challenger.holdout
+    new_metrics = challenger.evaluate(holdout)
+    current_metrics, champion, champion_note = None, None, ""
+    if champion_record is not None and champion_record.model_id != challenger_id:
+        try:
+            champion = model_store.load_verified(champion_record)
+            current_metrics = champion.evaluate(holdout)
+        except ArtifactIntegrityError as exc:
+            champion_note = f"; champion {champion_record.version} could not be verified ({exc})"
+    decision = decide_promotion(new_metrics, current_metrics)
+    reason = decision.reason + champion_note
+    shadow_rates = shadow_win_rates(shadow, challenger_id)
+    with engine.begin() as conn:
+        registry.record_comparison(
+            conn, as_of=as_of, new_model_id=challenger_id,
+            current_model_id=champion_record.model_id if current_metrics else None,
+            new_accuracy=new_metrics["accuracy"], current_accuracy=current_metrics["accuracy"] if current_metrics else None,
+            new_f1=new_metrics["f1_weighted"], current_f1=current_metrics["f1_weighted"] if current_metrics else None,
+            holdout_rows=len(holdout), new_shadow_win_rate=shadow_rates[0], current_shadow_win_rate=shadow_rates[1],
+            promoted=decision.promote, reason=reason, details={"new": new_metrics, "current": current_metrics},
+        )
+        registry.record_retraining_event(
+            conn, as_of=as_of, trigger=trigger, dagster_run_id=run_id,
+            old_model_id=champion_record.model_id if champion_record else None, new_model_id=challenger_id,
+            old_metrics=current_metrics, new_metrics=new_metrics, accuracy_improvement=decision.accuracy_gain,
+            f1_improvement=decision.f1_gain, deployed=decision.promote, reason=reason,
+        )
+    if decision.promote:
+        registry.promote(engine, challenger_id, as_of=as_of, trigger=trigger, reason=reason)
+    png = comparison_png(new_metrics, current_metrics, holdout, challenger, champion)
+    return PromotionResult(decision, new_metrics, current_metrics,
+                           champion_record.model_id if champion_record else None, len(holdout), png)
+
+
+#: A model's shadow win rate is reported only with at least this many resolved shadow outcomes.
+MIN_SHADOW_OUTCOMES = 20
+
+
+def shadow_win_rates(shadow: pd.DataFrame, challenger_id: str) -> tuple[float | None, float | None]:
+    """(challenger, champion) win rates on the signals both scored, when there are enough outcomes."""
+    if not len(shadow) or "challenger_outcome" not in shadow:
+        return None, None
+    both = shadow[shadow["challenger_outcome"].notna() & shadow["ml_outcome"].notna()]
+    if len(both) < MIN_SHADOW_OUTCOMES:
+        return None, None
+    return float((both["challenger_outcome"] == "win").mean()), float((both["ml_outcome"] == "win").mean())
