@@ -82,6 +82,214 @@ def dev(dg_args: tuple[str, ...]) -> None:
     os.execve(dg, [dg, "dev", *dg_args], env)
 
 
+def _app_engine():
+    engine = db.engine_for(db.ensure_databases())
+    db.migrate(engine)
+    return engine
+
+
+@main.command()
+@click.option("--as-of", "as_of", default=None, help="Training date YYYY-MM-DD (default: the latest SPY price date).")
+@click.option("--use-outcomes", is_flag=True, help="Blend closed trade outcomes (weight 2x) with market labels.")
+@click.option("--num-classes", type=click.Choice(["3", "5"]), default="5", show_default=True)
+@click.option("--decide/--no-decide", default=False, help="Run the champion/challenger gate afterwards.")
+def train(as_of: str | None, use_outcomes: bool, num_classes: str, decide: bool) -> None:
+    """Train a challenger as of a date (registered as candidate; training never promotes)."""
+    import sqlalchemy as sa
+
+    from feedback_loop.lib import training_flow
+    from feedback_loop.lib.training.config import TrainingConfig
+
+    engine = _app_engine()
+    if as_of is None:
+        with engine.connect() as conn:
+            as_of = conn.execute(sa.text("SELECT max(date) FROM prices WHERE ticker = 'SPY'")).scalar()
+        if as_of is None:
+            raise click.ClickException("no SPY prices ingested; materialize the ingest assets first")
+    config = TrainingConfig(use_outcomes=use_outcomes, num_classes=int(num_classes))
+    try:
+        record, model, dropped = training_flow.train_candidate(
+            engine, as_of, config, trigger="manual", artifact_root=db.state_dir() / "models")
+    except training_flow.TrainingSetRejected as exc:
+        raise click.ClickException(f"training set rejected by its checks: {exc}") from exc
+    metrics = model.metrics
+    click.echo(f"candidate {record.model_id} (as of {as_of}, {metrics['fit_rows']} fit rows, "
+               f"{metrics['holdout_rows']} holdout rows)")
+    for key in ("accuracy", "f1_weighted", "roc_auc_ovr", "brier", "log_loss", "ece"):
+        click.echo(f"  holdout {key}: {metrics[key]:.4f}" if metrics.get(key) is not None else f"  holdout {key}: n/a")
+    for scheme, averages in metrics.get("fold_averages", {}).items():
+        click.echo(f"  {scheme}: accuracy {averages.get('accuracy')}, f1_weighted {averages.get('f1_weighted')}")
+    click.echo(f"  rows dropped: {dropped}")
+    if decide:
+        result = training_flow.decide_and_apply(engine, record.model_id, as_of=as_of, trigger="manual")
+        click.echo(("PROMOTED: " if result.decision.promote else "kept as candidate: ") + result.decision.reason)
+
+
+@main.group()
+def models() -> None:
+    """The model registry: list, show, promote, roll back (manual actions go through the same transaction)."""
+
+
+@models.command("list")
+def models_list() -> None:
+    from feedback_loop.lib import registry
+
+    with _app_engine().connect() as conn:
+        for record in registry.list_models(conn):
+            accuracy = record.metrics.get("accuracy")
+            click.echo(f"{record.model_id:36} {record.status:10} trained_as_of={record.trained_as_of} "
+                       f"trigger={record.trigger} accuracy={accuracy if accuracy is None else round(accuracy, 4)}")
+
+
+@models.command("show")
+@click.argument("model_id")
+def models_show(model_id: str) -> None:
+    import json
+
+    from feedback_loop.lib import registry
+
+    with _app_engine().connect() as conn:
+        record = registry.get_model(conn, model_id)
+    if record is None:
+        raise click.ClickException(f"no model {model_id}")
+    click.echo(json.dumps({"model_id": record.model_id, "version": record.version, "status": record.status,
+                           "trained_as_of": str(record.trained_as_of), "artifact": record.artifact_path,
+                           "sha256": record.artifact_sha256, "model_card": record.model_card}, indent=2, default=str))
+
+
+def _today() -> str:
+    import datetime as dt
+
+    return dt.date.today().isoformat()
+
+
+@models.command("promote")
+@click.argument("model_id")
+@click.option("--reason", required=True)
+@click.option("--as-of", "as_of", default=None, help="Decision date (default today); serves from the next day.")
+def models_promote(model_id: str, reason: str, as_of: str | None) -> None:
+    """Make MODEL_ID the champion (manual; logged as a manual retraining event)."""
+    from feedback_loop.lib import registry
+
+    engine = _app_engine()
+    as_of = as_of or _today()
+    with engine.connect() as conn:
+        current = registry.active_model(conn)
+    registry.promote(engine, model_id, as_of=as_of, trigger="manual", reason=f"manual: {reason}")
+    with engine.begin() as conn:
+        registry.record_retraining_event(
+            conn, as_of=as_of, trigger="manual", dagster_run_id=None,
+            old_model_id=current.model_id if current else None, new_model_id=model_id, old_metrics=None,
+            new_metrics=None, accuracy_improvement=None, f1_improvement=None, deployed=True,
+            reason=f"manual promotion: {reason}")
+    click.echo(f"{model_id} is the champion from the day after {as_of}")
+
+
+@models.command("rollback")
+@click.option("--reason", required=True)
+@click.option("--as-of", "as_of", default=None, help="Decision date (default today); serves from the next day.")
+def models_rollback(reason: str, as_of: str | None) -> None:
+    """Re-activate the previous champion (manual; logged)."""
+    from feedback_loop.lib import registry
+
+    engine = _app_engine()
+    as_of = as_of or _today()
+    with engine.connect() as conn:
+        current = registry.active_model(conn)
+    try:
+        restored = registry.rollback(engine, as_of=as_of, reason=f"manual: {reason}")
+    except registry.NoPreviousChampionError as exc:
+        raise click.ClickException(str(exc)) from exc
+    with engine.begin() as conn:
+        registry.record_retraining_event(
+            conn, as_of=as_of, trigger="manual", dagster_run_id=None,
+            old_model_id=current.model_id if current else None, new_model_id=restored.model_id,
+            old_metrics=None, new_metrics=None, accuracy_improvement=None, f1_improvement=None, deployed=True,
+            reason=f"manual rollback: {reason}")
+    click.echo(f"rolled back to {restored.model_id}")
+
+
+@main.command("trading-mode")
+@click.argument("mode", required=False, type=click.Choice(["paper", "live"]))
+@click.option("--confirm", is_flag=True, help="Required to switch to live (with FEEDBACK_LOOP_ALLOW_LIVE_TRADING=1).")
+@click.option("--reason", default=None)
+def trading_mode(mode: str | None, confirm: bool, reason: str | None) -> None:
+    """Show the trading mode, or switch it (every switch is recorded in trading_mode_changes)."""
+    import getpass
+
+    from feedback_loop.lib import broker
+
+    engine = _app_engine()
+    if mode is None:
+        with engine.connect() as conn:
+            click.echo(broker.read_policy(conn).trading_mode)
+        return
+    try:
+        with engine.begin() as conn:
+            broker.switch_trading_mode(conn, mode, confirm=confirm, changed_by=getpass.getuser(), reason=reason)
+    except broker.LiveTradingNotAllowed as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"trading mode is now {mode}" + ("  *** LIVE: orders use real money ***" if mode == "live" else ""))
+
+
+@main.command()
+@click.option("--start", required=True, help="First day YYYY-MM-DD.")
+@click.option("--end", required=True, help="Last day YYYY-MM-DD.")
+@click.option("--disclosures", "disclosure_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="House/Senate stock-watcher file (repeatable). Without any: the synthetic data.")
+@click.option("--legislators", "legislator_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="congress-legislators CSV (repeatable).")
+@click.option("--prices", "price_file", type=click.Path(exists=True, dir_okay=False),
+              help="Long-format daily prices (CSV or Parquet).")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              help="Report folder (default reports/replay-<id>).")
+@click.option("--persist/--no-persist", default=True, show_default=True,
+              help="Write every arm into its own Postgres schema replay_<id>_<arm>.")
+def replay(start, end, disclosure_files, legislator_files, price_file, report_dir, persist) -> None:
+    """Run the loop day by day over [START, END] for every arm and write the comparison report."""
+    import datetime as dt
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from feedback_loop.lib import replay as replay_lib
+    from feedback_loop.lib.replay_report import build_report, write_report
+
+    replay_id = dt.datetime.now().strftime("%Y%m%d%H%M%S")
+    out = Path(report_dir or db.PROJECT_ROOT / "reports" / f"replay-{replay_id}")
+    click.echo(f"replay {replay_id}: loading data")
+    inputs = replay_lib.load_inputs(start, end, disclosure_files=[Path(p) for p in disclosure_files],
+                                    legislator_files=[Path(p) for p in legislator_files],
+                                    price_file=Path(price_file) if price_file else None)
+    click.echo(f"  {inputs.description['disclosures_until_end']} disclosures, "
+               f"{inputs.description['tickers_priced']} priced tickers")
+    bars = []
+
+    def progress(arm: str, days: int):
+        bar = tqdm(total=days, desc=f"{arm:15}", unit="day", disable=None)
+        bars.append(bar)
+
+        def update(day, figures):
+            win = "-" if figures["win_rate"] is None else f"{figures['win_rate']:.0%}"
+            bar.set_postfix_str(f"{day.date()} equity ${figures['equity']:,.0f} trades {figures['trades']} "
+                                f"win {win} w={figures['blend_weight']:.2f} models {figures['models']}", refresh=False)
+            bar.update()
+        return update
+
+    states = replay_lib.run_arms(inputs, start, end, progress=progress)
+    for bar in bars:
+        bar.close()
+    report = build_report(states, inputs.data.prices, start=start, end=end, data_description=inputs.description)
+    written = write_report(report, states, inputs.data.prices, out)
+    if persist:
+        schemas = replay_lib.persist_replay(db.ensure_databases(), replay_id, inputs, states, out / "models")
+        click.echo(f"  wrote schemas {', '.join(schemas)}")
+    click.echo(f"report: {', '.join(str(p) for p in written)}")
+    verdict = report.get("verdict", {})
+    for key, value in verdict.items():
+        click.echo(f"  {key}: {value}")
+
+
 @main.command()
 def demo() -> None:
     """Set up, simulate 12 months of synthetic history, materialize the final day through Dagster."""

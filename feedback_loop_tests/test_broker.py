@@ -1,5 +1,6 @@
 import dataclasses
 
+import pandas as pd
 import pytest
 import requests
 import sqlalchemy as sa
@@ -9,6 +10,7 @@ from feedback_loop.lib.broker import (
     AlpacaBroker,
     LiveTradingNotAllowed,
     read_policy,
+    send_day_orders,
     switch_trading_mode,
 )
 from feedback_loop.lib.policy import PortfolioPolicy
@@ -140,3 +142,32 @@ def test_read_policy_reads_the_persisted_config(engine):
         assert read_policy(conn) == dataclasses.replace(
             PortfolioPolicy(), max_open_positions=12, trailing_stop_frac=0.15, ml_blend_weight=0.3,
             trading_mode="live")
+
+
+def _day_positions():
+    return pd.DataFrame({
+        "position_id": ["2024-01-02:AAA", "2023-12-01:BBB", "2023-12-05:CCC"],
+        "signal_id": ["2024-01-02:AAA", "2023-12-01:BBB", "2023-12-05:CCC"],
+        "ticker": ["AAA", "BBB", "CCC"], "quantity": [3.0, 2.0, 1.0],
+        "entry_date": pd.to_datetime(["2024-01-03", "2023-12-04", "2023-12-06"]),
+        "exit_date": pd.to_datetime([None, "2024-01-03", None]),
+        "broker_order_id": [None, "old", "old2"],
+    })
+
+
+def test_live_day_orders_need_the_env_flag_in_the_running_process():
+    session = FakeSession()
+    broker = AlpacaBroker("live", "k", "s", session)
+    with pytest.raises(LiveTradingNotAllowed):
+        send_day_orders(broker, _day_positions(), "2024-01-03", env={})
+    assert session.calls == [], "no order may leave without the flag"
+
+
+def test_day_orders_buy_the_opened_and_sell_the_closed_with_signal_ids_as_client_ids():
+    session = FakeSession(FakeResponse({"id": "o-buy"}), FakeResponse({"id": "o-sell"}))
+    broker = AlpacaBroker("live", "k", "s", session)
+    out = send_day_orders(broker, _day_positions(), "2024-01-03", env={ALLOW_LIVE_ENV: "1"})
+    orders = [kwargs["json"] for _, _, kwargs in session.calls]
+    assert [(o["symbol"], o["side"], o["client_order_id"]) for o in orders] == [
+        ("AAA", "buy", "2024-01-02:AAA"), ("BBB", "sell", "2023-12-01:BBB:exit")]
+    assert out["broker_order_id"].tolist() == ["o-buy", "old", "old2"]

@@ -8,7 +8,7 @@ Schedules (America/New_York):
 
 Sensors (each with a cursor, so a condition fires once):
 - new_outcomes_sensor       >= 20 closed outcomes since the model in service was trained → outcome-aware retrain
-- feature_drift_sensor      a feature_drift materialization recommending a retrain → market-labeled retrain
+- feature_drift_sensor      the latest drift report recommending a retrain → market-labeled retrain (once per champion)
 - degradation_sensor        win rate < 35% over 30 days with >= 20 outcomes → outcome-aware retrain
 - run_failure_sensor        records every failed run in pipeline_run_failures
 
@@ -20,7 +20,6 @@ import datetime as dt
 import json
 
 import dagster as dg
-import pandas as pd
 import sqlalchemy as sa
 
 from feedback_loop.defs.partitions import daily_partitions
@@ -115,17 +114,26 @@ def new_outcomes_sensor(context: dg.SensorEvaluationContext, database: DatabaseR
         as_of=as_of, use_outcomes=True, trigger=RetrainTrigger.NEW_OUTCOMES.value))
 
 
-@dg.asset_sensor(asset_key=dg.AssetKey("feature_drift"), job=market_retrain_job,
-                 default_status=dg.DefaultSensorStatus.RUNNING)
-def feature_drift_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
-    """A feature_drift materialization recommending a retrain requests one (the asset sensor's cursor: once per event)."""
-    materialization = asset_event.asset_materialization
-    recommendation = materialization.metadata.get("recommendation")
-    value = getattr(recommendation, "value", recommendation)
-    if value not in (DriftRecommendation.EMERGENCY_RETRAIN.value, DriftRecommendation.SCHEDULE_RETRAIN.value):
-        return dg.SkipReason(f"drift recommends {value}")
-    as_of = materialization.partition
-    return dg.RunRequest(run_key=f"feature_drift-{as_of}", run_config=training_run_config(
+@dg.sensor(job=market_retrain_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
+def feature_drift_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource):
+    """The latest drift report (written by feature_drift) recommending a retrain → one retrain per champion.
+
+    Market features of a 30-day window differ from a year of training rows for weeks on
+    end; retraining on every such report would retrain daily, so the cursor keeps one
+    request per model in service.
+    """
+    with database.get_engine().connect() as conn:
+        report = conn.execute(sa.text(
+            "SELECT as_of, model_id, recommendation, reason FROM drift_reports ORDER BY as_of DESC LIMIT 1")).first()
+    if report is None:
+        return dg.SkipReason("no drift report yet")
+    if report.recommendation == DriftRecommendation.NO_ACTION.value:
+        return dg.SkipReason(f"drift on {report.as_of}: no_action")
+    if _cursor(context).get("model_id") == report.model_id:
+        return dg.SkipReason(f"already requested a drift retrain for {report.model_id}")
+    context.update_cursor(json.dumps({"model_id": report.model_id}))
+    as_of = report.as_of.isoformat()
+    return dg.RunRequest(run_key=f"feature_drift-{report.model_id}", run_config=training_run_config(
         as_of=as_of, use_outcomes=False, trigger=RetrainTrigger.FEATURE_DRIFT.value))
 
 

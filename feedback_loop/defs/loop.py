@@ -13,7 +13,7 @@ from feedback_loop.defs.partitions import daily_partitions
 from feedback_loop.defs.resources import DatabaseResource
 from feedback_loop.lib import blend_weight as blend_weight_lib
 from feedback_loop.lib import ingest, loop_store, outcomes, performance, registry, serving
-from feedback_loop.lib.broker import read_policy
+from feedback_loop.lib.broker import AlpacaBroker, read_policy, send_day_orders
 from feedback_loop.lib.features import FEATURE_WINDOW_DAYS, compute_ticker_features
 from feedback_loop.lib.frames import MARKET_TICKER
 from feedback_loop.lib.heuristic import score_heuristic
@@ -175,6 +175,8 @@ def portfolio_positions(context: dg.AssetExecutionContext, database: DatabaseRes
         previous = previous_trading_day(conn, day)
         queued = loop_store.queued_for(loop_store.read_signals(conn, previous, previous)) if previous is not None else pd.DataFrame()
     state, updates = step_portfolio(state, day, queued, prices, policy)
+    if policy.trading_mode == TradingMode.LIVE.value:
+        state.positions = send_day_orders(AlpacaBroker.from_env(policy.trading_mode), state.positions, day)
     with engine.begin() as conn:
         loop_store.write_portfolio(conn, state)
         loop_store.update_signal_status(conn, updates)

@@ -126,3 +126,26 @@ def switch_trading_mode(
             " VALUES (:old, :new, :by, :reason, :confirmed, :flag)"),
             {"old": old_mode, "new": new_mode.value, "by": changed_by, "reason": reason,
              "confirmed": confirm, "flag": env_flag_set})
+
+
+def send_day_orders(broker: AlpacaBroker, positions: pd.DataFrame, day, env: Mapping[str, str] = os.environ) -> pd.DataFrame:
+    """Send the day's paper-executor decisions to the broker: a buy per position opened on `day`,
+    a sell per position closed on `day`. Returns positions with broker_order_id set for the buys.
+
+    Refuses unless FEEDBACK_LOOP_ALLOW_LIVE_TRADING=1 is set for this process too: the recorded
+    mode alone never moves money. The signal id is the client order id, so a re-run cannot
+    double-order.
+    """
+    if broker.trading_mode == "live" and env.get(ALLOW_LIVE_ENV) != "1":
+        raise LiveTradingNotAllowed(f"trading_mode is live but {ALLOW_LIVE_ENV}=1 is not set for this run")
+    day = pd.Timestamp(day)
+    out = positions.copy()
+    opened = out["entry_date"] == day
+    for index in out.index[opened]:
+        row = out.loc[index]
+        out.loc[index, "broker_order_id"] = broker.submit_market_order(
+            row["ticker"], float(row["quantity"]), "buy", client_order_id=row["signal_id"])
+    for _, row in out[out["exit_date"] == day].iterrows():
+        broker.submit_market_order(row["ticker"], float(row["quantity"]), "sell",
+                                   client_order_id=f"{row['signal_id']}:exit")
+    return out

@@ -139,3 +139,13 @@ def upsert_frame(conn: sa.Connection, table: str, frame, key_columns: list[str])
     for start in range(0, len(rows), 5000):
         conn.execute(statement, rows[start:start + 5000])
     return len(rows)
+
+
+def schema_engine(url: str, schema: str) -> sa.Engine:
+    """An engine whose tables live in `schema` (created if missing): migrations and queries
+    with unqualified names land there. Used to keep each replay apart from the operating tables."""
+    if not schema.replace("_", "").isalnum():
+        raise ValueError(f"invalid schema name {schema!r}")
+    with engine_for(url).begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    return sa.create_engine(normalize_url(url), connect_args={"options": f"-csearch_path={schema}"})

@@ -91,8 +91,15 @@ def write_signals(conn: sa.Connection, signals: pd.DataFrame) -> int:
 
 
 def read_signals(conn: sa.Connection, start, end) -> pd.DataFrame:
-    frame = _select(conn, "SELECT * FROM trading_signals WHERE as_of BETWEEN :s AND :e ORDER BY as_of, ticker",
-                    s=pd.Timestamp(start).date(), e=pd.Timestamp(end).date())
+    """Signals of [start, end] with their feature columns and, where a candidate scored them in
+    shadow, its class as `challenger_signal_type`."""
+    frame = _select(
+        conn,
+        "SELECT s.*, p.predicted_class AS challenger_signal_type FROM trading_signals s"
+        " LEFT JOIN LATERAL (SELECT predicted_class FROM ml_predictions p WHERE p.signal_id = s.signal_id"
+        " AND p.role = 'shadow' ORDER BY p.created_at DESC LIMIT 1) p ON TRUE"
+        " WHERE s.as_of BETWEEN :s AND :e ORDER BY s.as_of, s.ticker",
+        s=pd.Timestamp(start).date(), e=pd.Timestamp(end).date())
     return _with_feature_columns(frame)
 
 

@@ -108,6 +108,9 @@ def shadow_outcomes(signals: pd.DataFrame, prices: pd.DataFrame, as_of, horizon_
     if "challenger_signal_type" not in called.columns:
         called["challenger_signal_type"] = None
     called["as_of"] = pd.to_datetime(called["as_of"]).dt.normalize().astype("datetime64[ns]")
+    # merge_asof needs identical key dtypes; tickers arrive as str (pandas 3 CSV/inference) or object.
+    called["ticker"] = called["ticker"].astype(object)
+    adjusted["ticker"] = adjusted["ticker"].astype(object)
 
     entries = pd.merge_asof(
         called.sort_values("as_of"),

@@ -133,3 +133,28 @@ def shadow_win_rates(shadow: pd.DataFrame, challenger_id: str) -> tuple[float | 
     if len(both) < MIN_SHADOW_OUTCOMES:
         return None, None
     return float((both["challenger_outcome"] == "win").mean()), float((both["ml_outcome"] == "win").mean())
+
+
+class TrainingSetRejected(RuntimeError):
+    """A blocking training-set check failed; the challenger is not trained."""
+
+
+def train_candidate(engine: sa.Engine, as_of, config: TrainingConfig, *, trigger: str, artifact_root,
+                    validate: bool = True):
+    """The training job's steps without Dagster: labeled sets → blended set → gates → challenger (candidate)."""
+    from feedback_loop.lib.training.labels import blended_training_set, training_set_checks
+    from feedback_loop.lib.training.model import train_challenger
+
+    as_of = pd.Timestamp(as_of)
+    with engine.connect() as conn:
+        market = market_set(conn, as_of, config)
+        outcome = outcome_set(conn, as_of, config) if config.use_outcomes else None
+    frame = blended_training_set(market, outcome, config)
+    failed = [c for c in training_set_checks(frame, config, as_of) if not c.passed and c.severity == "ERROR"]
+    if failed:
+        raise TrainingSetRejected("; ".join(f"{c.name}: {c.metadata}" for c in failed))
+    model = train_challenger(frame, config, as_of, validate=validate)
+    with engine.begin() as conn:
+        record = model_store.store_model(conn, model, model_id=f"model-{model.version}", trigger=trigger,
+                                         training_frame=frame, artifact_root=artifact_root)
+    return record, model, {"market_dropped": market.dropped, "outcome_dropped": outcome.dropped if outcome else {}}
