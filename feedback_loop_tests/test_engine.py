@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feedback_loop.lib.engine import CLOSED_LOOP_ARM, HEURISTIC_ARM, LoopData, LoopEngine
+from feedback_loop.lib.engine import ARMS, CLOSED_LOOP_ARM, HEURISTIC_ARM, LoopData, LoopEngine
+from feedback_loop.lib.replay import ReplayInputs, run_arms
 from feedback_loop.lib.synthetic import SyntheticConfig, generate
 from feedback_loop.lib.loop_store import WAS_QUEUED
 
@@ -70,40 +71,47 @@ def _perturb_after(ds, cut: pd.Timestamp) -> LoopData:
     return LoopData(disclosures, prices, ds.sectors, ds.politicians)
 
 
-def test_no_decision_up_to_a_day_changes_when_everything_after_it_changes(dataset, closed_loop):
-    """Replay, perturb every record dated after CUT, replay: every decision up to CUT is identical."""
-    _, original = closed_loop
-    perturbed = LoopEngine(_perturb_after(dataset, CUT), CLOSED_LOOP_ARM, start=START, end=END).run()
+def _signals_until(state):
+    s = state.signals[state.signals["as_of"] <= CUT].drop(columns=["features", "status"])
+    return s.sort_values("signal_id").reset_index(drop=True)
 
-    def signals_until(state):
-        s = state.signals[state.signals["as_of"] <= CUT].drop(columns=["features"])
-        return s.sort_values("signal_id").reset_index(drop=True)
 
-    def events_until(state):
-        return [(e["as_of"], e["trigger"], e.get("new_model_id"), e["deployed"], e["reason"])
-                for e in state.retrain_events if pd.Timestamp(e["as_of"]) <= CUT]
+def _statuses_until(state):
+    # Signals known before CUT were filled or skipped by CUT's open: their statuses are final.
+    s = state.signals[state.signals["as_of"] < CUT]
+    return s.set_index("signal_id")["status"].sort_index()
 
-    def equity_until(state):
-        return state.portfolio.equity[state.portfolio.equity["date"] <= CUT].reset_index(drop=True)
 
-    def outcomes_until(state):
-        o = state.all_outcomes()
-        return o[o["exit_date"] <= CUT].drop(columns=["features"]).sort_values("position_id").reset_index(drop=True)
+def _events_until(state):
+    return [(e["as_of"], e["trigger"], e.get("new_model_id"), e["deployed"], e["reason"])
+            for e in state.retrain_events if pd.Timestamp(e["as_of"]) <= CUT]
 
-    def statuses_until(state):
-        # Statuses of signals known by CUT as they stood at CUT: those filled later may differ.
-        s = state.signals[state.signals["as_of"] < CUT]
-        return s.set_index("signal_id")["status"].sort_index()
 
-    pd.testing.assert_frame_equal(signals_until(original).drop(columns=["status"]),
-                                  signals_until(perturbed).drop(columns=["status"]))
-    pd.testing.assert_series_equal(statuses_until(original), statuses_until(perturbed))
-    assert events_until(original) == events_until(perturbed)
-    assert [d for d in original.deployments if d[0] <= CUT] == [d for d in perturbed.deployments if d[0] <= CUT]
-    pd.testing.assert_frame_equal(equity_until(original), equity_until(perturbed))
-    pd.testing.assert_frame_equal(outcomes_until(original), outcomes_until(perturbed))
-    assert [m for m in original.blend_weight_path if m["as_of"] <= CUT] == \
-        [m for m in perturbed.blend_weight_path if m["as_of"] <= CUT]
-    # ...and the perturbation did change what came after, so the test can fail.
-    assert not signals_until(original).equals(
-        perturbed.signals.drop(columns=["features"]).sort_values("signal_id").reset_index(drop=True))
+def _equity_until(state):
+    return state.portfolio.equity[state.portfolio.equity["date"] <= CUT].reset_index(drop=True)
+
+
+def _outcomes_until(state):
+    o = state.all_outcomes()
+    if not len(o):
+        return o
+    return o[o["exit_date"] <= CUT].drop(columns=["features"]).sort_values("position_id").reset_index(drop=True)
+
+
+def test_no_decision_up_to_a_day_changes_when_everything_after_it_changes(dataset):
+    """Replay every arm, perturb every record dated after CUT, replay: every decision up to CUT is identical."""
+    original = run_arms(ReplayInputs(_data(dataset), None, {}), START, END)
+    perturbed = run_arms(ReplayInputs(_perturb_after(dataset, CUT), None, {}), START, END)
+    assert set(original) == {arm.name for arm in ARMS}
+    for name in original:
+        before, after = original[name], perturbed[name]
+        pd.testing.assert_frame_equal(_signals_until(before), _signals_until(after))
+        pd.testing.assert_series_equal(_statuses_until(before), _statuses_until(after))
+        assert _events_until(before) == _events_until(after)
+        assert [d for d in before.deployments if d[0] <= CUT] == [d for d in after.deployments if d[0] <= CUT]
+        pd.testing.assert_frame_equal(_equity_until(before), _equity_until(after))
+        pd.testing.assert_frame_equal(_outcomes_until(before), _outcomes_until(after))
+        assert [m for m in before.blend_weight_path if m["as_of"] <= CUT] == \
+            [m for m in after.blend_weight_path if m["as_of"] <= CUT]
+        # ...and the perturbation did change what came after CUT, so the comparison can fail.
+        assert not before.signals.drop(columns=["features"]).equals(after.signals.drop(columns=["features"]))
