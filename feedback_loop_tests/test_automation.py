@@ -24,7 +24,11 @@ from dagster._utils.schedules import cron_string_iterator
 
 from feedback_loop.definitions import defs as project_defs
 from feedback_loop.defs.io import ParquetJsonIOManager
-from feedback_loop.defs.resources import DatabaseResource, DisclosureSourceResource, PriceSourceResource
+from feedback_loop.defs.resources import (
+    DatabaseResource,
+    DisclosureSourceResource,
+    PriceSourceResource,
+)
 from feedback_loop.lib import db, loop_store, policy, registry
 from feedback_loop.lib.drift import DriftReport, write_drift_report
 from feedback_loop.lib.loop_store import EQUITY_COLUMNS
@@ -54,6 +58,12 @@ def _ny(*args) -> dt.datetime:
     return dt.datetime(*args, tzinfo=NEW_YORK)
 
 
+def _schedule_context(loaded: dg.Definitions, scheduled_execution_time: dt.datetime):
+    """What the daemon passes a schedule: its tick time and the repository (to resolve partition keys)."""
+    return dg.build_schedule_context(repository_def=loaded.get_repository_def(),
+                                     scheduled_execution_time=scheduled_execution_time)
+
+
 def _training_config(run_request: dg.RunRequest) -> dict:
     """The TrainingRunConfig of a retrain request; every training asset must get the same one."""
     ops = run_request.run_config["ops"]
@@ -66,8 +76,10 @@ def _training_config(run_request: dg.RunRequest) -> dict:
 # ------------------------------------------------------------------ schedules
 SCHEDULES = {
     # name: (job, cron, a tick as the daemon computes it, what that tick must request)
-    "daily_loop_schedule": ("daily_loop_job", "30 17 * * 1-5", _ny(2024, 3, 1, 17, 30), {"partition": "2024-03-01"}),
-    "blend_weight_schedule": ("blend_weight_job", "30 18 * * 1-5", _ny(2024, 3, 1, 18, 30), {"partition": "2024-03-01"}),
+    "daily_loop_schedule": ("daily_loop_job", "30 17 * * 1-5", _ny(2024, 3, 1, 17, 30),
+                            {"partition": "2024-03-01"}),
+    "blend_weight_schedule": ("blend_weight_job", "30 18 * * 1-5", _ny(2024, 3, 1, 18, 30),
+                              {"partition": "2024-03-01"}),
     "market_retrain_schedule": ("market_retrain_job", "0 2 * * 0", _ny(2024, 3, 3, 2, 0),
                                 {"as_of": "2024-03-02", "use_outcomes": False, "trigger": "scheduled"}),
     "outcome_retrain_schedule": ("outcome_retrain_job", "0 3 1 * *", _ny(2024, 3, 1, 3, 0),
@@ -100,7 +112,7 @@ _PARTITION_NOT_YET_OPEN = pytest.mark.xfail(
 def test_schedule_run_request_for_a_tick(loaded, name):
     job_name, _, tick, expected = SCHEDULES[name]
     schedule = loaded.get_repository_def().get_schedule_def(name)
-    data = schedule.evaluate_tick(dg.build_schedule_context(repository_def=loaded.get_repository_def(), scheduled_execution_time=tick))
+    data = schedule.evaluate_tick(_schedule_context(loaded, tick))
     assert len(data.run_requests) == 1, data.skip_message
     request = data.run_requests[0]
     job = loaded.resolve_job_def(job_name)
@@ -125,14 +137,14 @@ def test_schedule_ticks_fall_on_new_york_times(loaded):
     daily = ticks("daily_loop_schedule", _ny(2024, 3, 8, 18, 0), 2)
     assert [t.astimezone(NEW_YORK).replace(tzinfo=None) for t in daily] == [
         dt.datetime(2024, 3, 11, 17, 30), dt.datetime(2024, 3, 12, 17, 30)]
-    assert daily[0].astimezone(dt.timezone.utc).hour == 21  # 17:30 EDT, not 17:30 UTC
+    assert daily[0].astimezone(dt.UTC).hour == 21  # 17:30 EDT, not 17:30 UTC
     # Sunday 02:00 does not exist on 2024-03-10 (clocks jump to 03:00): the tick still falls that Sunday,
     # and its retrain is as of the Saturday before.
     weekly = ticks("market_retrain_schedule", _ny(2024, 3, 4), 2)
     assert [t.astimezone(NEW_YORK).strftime("%a %Y-%m-%d") for t in weekly] == ["Sun 2024-03-10", "Sun 2024-03-17"]
     assert weekly[1].astimezone(NEW_YORK).strftime("%H:%M") == "02:00"
     retrain = loaded.get_repository_def().get_schedule_def("market_retrain_schedule").evaluate_tick(
-        dg.build_schedule_context(repository_def=loaded.get_repository_def(), scheduled_execution_time=weekly[0])).run_requests[0]
+        _schedule_context(loaded, weekly[0])).run_requests[0]
     assert _training_config(retrain)["as_of"] == "2024-03-09"
     monthly = ticks("outcome_retrain_schedule", _ny(2024, 1, 15), 2)
     assert [t.astimezone(NEW_YORK).strftime("%Y-%m-%d %H:%M") for t in monthly] == [
@@ -196,7 +208,7 @@ def _closed(first_exit: dt.date, n: int, outcome: str = "loss", start: int = 0) 
 
 def _drift_report(recommendation: DriftRecommendation) -> DriftReport:
     return DriftReport(recommendation=recommendation, reason=f"test: {recommendation.value}", ks={},
-                       drifting_features=["trade_count_30d"] if recommendation != DriftRecommendation.NO_ACTION else [],
+                       drifting_features=[] if recommendation == DriftRecommendation.NO_ACTION else ["x"],
                        psi=0.3, rolling_accuracy=None, validation_accuracy=None, live_rows=50,
                        reference_rows=500, resolved_outcomes=0)
 
@@ -373,8 +385,9 @@ def test_failing_gate_holds_in_the_next_automated_retrain(loaded, db_url, engine
         for loop_day, sunday in (("2023-02-10", _ny(2023, 2, 12, 2)), ("2023-02-17", _ny(2023, 2, 19, 2))):
             assert definitions.resolve_job_def("daily_loop_job").execute_in_process(
                 instance=instance, partition_key=loop_day).success
-            request = schedule.evaluate_tick(dg.build_schedule_context(
-                instance=instance, repository_def=definitions.get_repository_def(), scheduled_execution_time=sunday)).run_requests[0]
+            context = dg.build_schedule_context(instance=instance, repository_def=definitions.get_repository_def(),
+                                                scheduled_execution_time=sunday)
+            request = schedule.evaluate_tick(context).run_requests[0]
             result = retrain.execute_in_process(instance=instance, run_config=request.run_config,
                                                 tags=request.tags, raise_on_error=False)
             runs.append(result)
@@ -419,6 +432,7 @@ def stop_process_group(process: subprocess.Popen, grace: float = 10) -> None:
 
 
 def _wait_for_code_server(server: subprocess.Popen, port: int, timeout: float) -> None:
+    from dagster._core.errors import DagsterUserCodeUnreachableError
     from dagster._grpc.client import DagsterGrpcClient
 
     client = DagsterGrpcClient(port=port, host="127.0.0.1")
@@ -428,7 +442,7 @@ def _wait_for_code_server(server: subprocess.Popen, port: int, timeout: float) -
         try:
             client.ping("")
             return
-        except Exception:
+        except DagsterUserCodeUnreachableError:
             time.sleep(0.5)
     raise AssertionError(f"the code server did not answer on port {port} within {timeout}s")
 
@@ -494,7 +508,9 @@ def test_queued_run_coordinator_dequeues_one_retrain_at_a_time(loaded, project_i
 def _queue_two_retrains_and_tick(loaded, instance, workspace_file):
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import WorkspaceFileTarget
-    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
+        QueuedRunCoordinatorDaemon,
+    )
 
     done = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
@@ -521,7 +537,7 @@ def _queue_two_retrains_and_tick(loaded, instance, workspace_file):
                                         ("outcome_retrain_job", "outcome_retrain_schedule")):
             remote_job = repository.get_full_job(job_name)
             request = loaded.get_repository_def().get_schedule_def(schedule_name).evaluate_tick(
-                dg.build_schedule_context(repository_def=loaded.get_repository_def(), scheduled_execution_time=_ny(2024, 3, 3, 2))).run_requests[0]
+                _schedule_context(loaded, _ny(2024, 3, 3, 2))).run_requests[0]
             # The schedule's run config, executed in one process (the queue, not the executor, is under test).
             run_config = {**request.run_config, "execution": {"config": {"in_process": {}}}}
             run = instance.create_run_for_job(
