@@ -33,8 +33,14 @@ def _definitions() -> dg.Definitions:
     return defs() if callable(defs) else defs
 
 
-def _run(job: dg.JobDefinition, instance: dg.DagsterInstance, **kwargs) -> dg.ExecuteInProcessResult:
-    result = job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+QUIET_LOGGERS = {"console": {"config": {"log_level": "WARNING"}}}
+
+
+def _run(job: dg.JobDefinition, instance: dg.DagsterInstance, run_config: dg.RunConfig | None = None,
+         **kwargs) -> dg.ExecuteInProcessResult:
+    config = run_config or dg.RunConfig()
+    config = dg.RunConfig(ops=config.ops, resources=config.resources, loggers=QUIET_LOGGERS)
+    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=config, **kwargs)
     if not result.success:
         failed = [e.step_key for e in result.all_events if e.is_step_failure]
         raise RuntimeError(f"{job.name} failed at steps {failed}; see the run in the Dagster UI")

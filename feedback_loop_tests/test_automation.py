@@ -97,18 +97,7 @@ def test_schedule_definition(loaded, name):
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
 
 
-# Known bug (feedback_loop/defs/partitions.py, not automation.py): daily_partitions has end_offset=0, so
-# partition D only exists from midnight after D, and the 17:30/18:30 tick of D requests a partition that
-# does not exist yet: Dagster rejects the run request (the daemon's tick fails the same way). Fix:
-# `DailyPartitionsDefinition(..., end_offset=1)`. Strict: these start passing, and must be un-marked, then.
-_PARTITION_NOT_YET_OPEN = pytest.mark.xfail(
-    strict=True, raises=dg.DagsterUnknownPartitionError,
-    reason="daily_partitions (end_offset=0) has no partition for today at the 17:30/18:30 tick")
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=_PARTITION_NOT_YET_OPEN) if "partition" in SCHEDULES[name][3] else name
-    for name in sorted(SCHEDULES)])
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
 def test_schedule_run_request_for_a_tick(loaded, name):
     job_name, _, tick, expected = SCHEDULES[name]
     schedule = loaded.get_repository_def().get_schedule_def(name)

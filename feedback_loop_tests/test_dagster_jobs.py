@@ -37,6 +37,14 @@ def _counts(engine: sa.Engine) -> dict[str, int]:
         return {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar() for t in tables}
 
 
+def _signals(engine: sa.Engine, day: str) -> pd.DataFrame:
+    with engine.connect() as conn:
+        return pd.read_sql(sa.text(
+            "SELECT signal_id, signal_type, confidence, heuristic_confidence, ml_signal_type, ml_confidence,"
+            " blend_weight, blend_case, model_id, serving_path, features::text AS features"
+            " FROM trading_signals WHERE as_of = :d ORDER BY signal_id"), conn, params={"d": day})
+
+
 @pytest.fixture(scope="module")
 def instance():
     with dg.instance_for_test() as test_instance:
@@ -84,9 +92,16 @@ def test_loop_day_retrain_and_champion_serving(db_url, tmp_path, instance):
     assert filled_from_day > 0, "signals queued on DAY were not filled at NEXT_DAY's open"
 
     before = _counts(engine)
+    signals_before = _signals(engine, NEXT_DAY)
+    # A later promotion must not change what re-materializing the past day produces.
+    definitions.resolve_job_def("market_retrain_job").execute_in_process(
+        instance=instance, run_config=training_run_config(as_of=NEXT_DAY, use_outcomes=False, trigger="manual"))
     again = daily.execute_in_process(instance=instance, partition_key=NEXT_DAY)
     assert again.success
-    assert _counts(engine) == before, "re-materializing a day duplicated rows"
+    after = _counts(engine)
+    assert {k: v for k, v in after.items() if k != "ml_models"} == \
+        {k: v for k, v in before.items() if k != "ml_models"}, "re-materializing a day duplicated rows"
+    pd.testing.assert_frame_equal(_signals(engine, NEXT_DAY), signals_before)
     engine.dispose()
 
 

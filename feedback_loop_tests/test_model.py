@@ -100,15 +100,23 @@ def test_predict_proba_is_calibrated_probabilities_and_accepts_nan(model, frame)
         model.predict_proba(rows.drop(columns=[FEATURE_NAMES[3]]))
 
 
-def test_predict_signals_confidence_is_the_probability_of_the_direction(model):
+def test_predict_signals_confidence_is_the_probability_of_the_direction_given_a_move(model):
     proba = model.predict_proba(model.holdout)
     signals = model.predict_signals(model.holdout)
     names = [c.value for c in model.classes]
-    assert signals["ml_signal_type"].tolist() == [names[k] for k in proba.argmax(axis=1)]
-    buy_side, sell_side = proba[:, 3] + proba[:, 4], proba[:, 0] + proba[:, 1]
+    buy_side, sell_side, hold = proba[:, 3] + proba[:, 4], proba[:, 0] + proba[:, 1], proba[:, 2]
+    # Side first (by total probability), then the strength within the side.
+    for row, call in zip(proba, signals["ml_signal_type"]):
+        sides = {"buy": row[3] + row[4], "sell": row[0] + row[1], "hold": row[2]}
+        side = max(sides, key=sides.get)
+        within = {"buy": (3, 4), "sell": (0, 1), "hold": (2,)}[side]
+        assert call == names[max(within, key=lambda k: row[k])]
     expected = np.select(
-        [proba.argmax(axis=1) >= 3, proba.argmax(axis=1) <= 1], [buy_side, sell_side],
-        default=proba[:, 2])
+        [(buy_side >= sell_side) & (buy_side > hold), (sell_side > buy_side) & (sell_side > hold)],
+        [buy_side / (buy_side + sell_side), sell_side / (buy_side + sell_side)], default=hold)
+    directional = signals["ml_signal_type"] != "hold"
+    assert directional.any()
+    assert (signals["ml_confidence"][directional] >= 0.5).all(), "the called side is the more likely one"
     assert np.allclose(signals["ml_confidence"], expected)
     assert signals["probabilities"].iloc[0] == pytest.approx(dict(zip(names, proba[0])))
 

@@ -155,17 +155,29 @@ class TrainedModel:
         return self.calibrator.apply(_margins(self.booster, features, self.feature_names))
 
     def predict_signals(self, features: pd.DataFrame) -> pd.DataFrame:
-        """ml_signal_type = the most probable class; ml_confidence = the calibrated probability
-        of that class's direction: P(buy) + P(strong_buy) on the buy side, P(sell) +
-        P(strong_sell) on the sell side, P(hold) for hold; probabilities = {class: p}."""
+        """The call: the most probable side (sell side, hold, buy side by total probability),
+        then the most probable class within it; probabilities = {class: p}.
+
+        ml_confidence is a calibrated probability on the heuristic's scale (0.5 = a coin
+        flip on direction): for a buy- or sell-side call, the probability that the price
+        moves that way given it moves beyond the hold band, P(side) / (P(buy side) +
+        P(sell side)); for hold, P(hold). The unconditional P(side) of a 5-class model sits
+        near 0.4 even for good calls, so blending it with heuristic confidences of
+        0.65-0.95 would push every signal under the generation threshold as the model's
+        weight grows.
+        """
         proba = self.predict_proba(features)
         direction = np.array([SIGNAL_DIRECTION[c] for c in self.classes])
-        predicted = proba.argmax(axis=1)
-        same_side = direction[predicted][:, None] == direction[None, :]
+        up, down = proba[:, direction > 0].sum(axis=1), proba[:, direction < 0].sum(axis=1)
+        hold = proba[:, direction == 0].sum(axis=1)
+        side = np.select([(up >= down) & (up > hold), (down > up) & (down > hold)], [1, -1], default=0)
+        predicted = np.where(direction[None, :] == side[:, None], proba, -1.0).argmax(axis=1)
+        moving = np.maximum(up + down, np.finfo(float).tiny)
         names = [c.value for c in self.classes]
+        confidence = np.select([side > 0, side < 0], [up / moving, down / moving], default=hold)
         return pd.DataFrame({
             "ml_signal_type": np.array(names, dtype=object)[predicted],
-            "ml_confidence": (proba * same_side).sum(axis=1),
+            "ml_confidence": confidence,
             "probabilities": [dict(zip(names, row.tolist())) for row in proba],
         }, index=features.index)
 
