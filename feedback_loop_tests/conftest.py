@@ -58,6 +58,19 @@ def db_url(pg_cluster, template_url) -> str:
 
 
 @pytest.fixture
+def dagster_db_url(pg_cluster) -> str:
+    """A fresh, empty database for Dagster's own storage (dagster-postgres creates its tables)."""
+    name = f"dagster_{os.getpid()}_{next(_counter)}"
+    admin = sa.create_engine(pg_cluster.url("postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield pg_cluster.url(name)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
 def engine(db_url) -> sa.Engine:
     eng = sa.create_engine(db_url)
     yield eng

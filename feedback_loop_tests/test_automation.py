@@ -5,11 +5,8 @@ against a real Dagster instance and a real Postgres holding the loop's state.
 """
 
 import datetime as dt
-import itertools
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,13 +31,13 @@ from feedback_loop.lib.drift import DriftReport, write_drift_report
 from feedback_loop.lib.loop_store import EQUITY_COLUMNS
 from feedback_loop.lib.portfolio import PortfolioState
 from feedback_loop.lib.vocab import DriftRecommendation
+from feedback_loop_tests.processes import free_port, stop_process_group
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NEW_YORK = ZoneInfo("America/New_York")
 TRAINING_OPS = ("market_labeled_set", "outcome_labeled_set", "blended_training_set", "challenger_model",
                 "promotion_decision")
 SCALE = "1500,60,1.5"  # synthetic data 2023-01-02 .. 2024-07-02
-_counter = itertools.count()
 
 
 @pytest.fixture(scope="module")
@@ -397,29 +394,6 @@ def test_failing_gate_holds_in_the_next_automated_retrain(loaded, db_url, engine
 
 
 # ------------------------------------------------------------------ no double retrains
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop_process_group(process: subprocess.Popen, grace: float = 10) -> None:
-    """SIGTERM the process group this test started, then SIGKILL whatever of it outlives the grace."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # the leader or stragglers of its group (run workers)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=10)
-
-
 def _wait_for_code_server(server: subprocess.Popen, port: int, timeout: float) -> None:
     from dagster._core.errors import DagsterUserCodeUnreachableError
     from dagster._grpc.client import DagsterGrpcClient
@@ -434,18 +408,6 @@ def _wait_for_code_server(server: subprocess.Popen, port: int, timeout: float) -
         except DagsterUserCodeUnreachableError:
             time.sleep(0.5)
     raise AssertionError(f"the code server did not answer on port {port} within {timeout}s")
-
-
-@pytest.fixture
-def dagster_db_url(pg_cluster) -> str:
-    name = f"dagster_auto_{os.getpid()}_{next(_counter)}"
-    admin = sa.create_engine(pg_cluster.url("postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield pg_cluster.url(name)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture
@@ -476,7 +438,7 @@ def test_instance_config_limits_retrains_to_one(loaded, project_instance):
 def test_queued_run_coordinator_dequeues_one_retrain_at_a_time(loaded, project_instance, tmp_path):
     instance = project_instance
     # The daemon's workspace: a code server of the project, started (and always stopped) by this test.
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "dagster", "api", "grpc", "-m", "feedback_loop.definitions", "-d", str(PROJECT_ROOT),
          "-h", "127.0.0.1", "-p", str(port), "--location-name", "feedback_loop"],

@@ -5,10 +5,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from feedback_loop.defs.io import ParquetJsonIOManager
-from feedback_loop.defs.resources import DatabaseResource, DisclosureSourceResource, PriceSourceResource
-from feedback_loop.defs.training import training_run_config
 from feedback_loop.definitions import defs as project_defs
+from feedback_loop.defs.io import ParquetJsonIOManager
+from feedback_loop.defs.resources import (
+    DatabaseResource,
+    DisclosureSourceResource,
+    PriceSourceResource,
+)
+from feedback_loop.defs.training import training_run_config
 
 SCALE = "1500,60,1.5"  # synthetic data 2023-01-02 .. 2024-07-02
 DAY, NEXT_DAY = "2024-03-01", "2024-03-04"

@@ -3,8 +3,6 @@
 `dg check defs` is run as the operator would, from the project root, against the test cluster.
 """
 
-import itertools
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,25 +18,11 @@ from feedback_loop.lib import db
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RETRAIN_JOBS = ("market_retrain_job", "outcome_retrain_job")
-_counter = itertools.count()
 
 
 @pytest.fixture(scope="module")
 def loaded() -> dg.Definitions:
     return project_defs()
-
-
-@pytest.fixture
-def dagster_db_url(pg_cluster) -> str:
-    """A fresh, empty database for Dagster's own storage (dagster-postgres creates its tables)."""
-    name = f"dagster_defs_{os.getpid()}_{next(_counter)}"
-    admin = sa.create_engine(pg_cluster.url("postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield pg_cluster.url(name)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def _checks_of_job(job: dg.JobDefinition) -> set[dg.AssetCheckKey]:

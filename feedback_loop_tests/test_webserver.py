@@ -4,10 +4,6 @@ dagster.yaml (Postgres storage, queued runs), driven through the GraphQL API.
 Both servers listen on loopback only, are bounded in time, and are always stopped by the test.
 """
 
-import itertools
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +17,7 @@ import sqlalchemy as sa
 from feedback_loop import cli
 from feedback_loop.definitions import defs as project_defs
 from feedback_loop.lib import db
+from feedback_loop_tests.processes import free_port, stop_process_group
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +26,6 @@ BIN = Path(sys.executable).parent
 DAY = "2024-03-01"
 SERVER_START_TIMEOUT = 90
 RUN_TIMEOUT = 180
-_counter = itertools.count()
 
 WORKSPACE_QUERY = """
 { workspaceOrError { __typename ... on Workspace { locationEntries {
@@ -60,46 +56,11 @@ query Run($runId: ID!) { runOrError(runId: $runId) { __typename
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop_process_group(process: subprocess.Popen, grace: float = 15) -> None:
-    """SIGTERM the process group this test started, then SIGKILL whatever of it outlives the grace."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # the leader or stragglers of its group (code servers, run workers)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=10)
-
-
-@pytest.fixture
-def dagster_db_url(pg_cluster) -> str:
-    name = f"dagster_web_{os.getpid()}_{next(_counter)}"
-    admin = sa.create_engine(pg_cluster.url("postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield pg_cluster.url(name)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 class Servers:
     """dagster-webserver + dagster-daemon, started from the project root, logs under tmp_path."""
 
     def __init__(self, env: dict, tmp_path: Path):
-        self.env, self.tmp_path, self.port = env, tmp_path, _free_port()
+        self.env, self.tmp_path, self.port = env, tmp_path, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.processes: dict[str, subprocess.Popen] = {}
 
@@ -111,7 +72,7 @@ class Servers:
 
     def stop(self) -> None:
         for process in self.processes.values():
-            _stop_process_group(process)
+            stop_process_group(process)
 
     def logs(self) -> str:
         return "\n".join(f"--- {name}\n" + (self.tmp_path / f"{name}.log").read_text(errors="replace")[-4000:]

@@ -17,7 +17,11 @@ import pandas as pd
 import sqlalchemy as sa
 
 from feedback_loop.defs.partitions import daily_partitions
-from feedback_loop.defs.resources import DatabaseResource, DisclosureSourceResource, PriceSourceResource
+from feedback_loop.defs.resources import (
+    DatabaseResource,
+    DisclosureSourceResource,
+    PriceSourceResource,
+)
 from feedback_loop.lib import ingest
 from feedback_loop.lib.frames import MARKET_TICKER
 from feedback_loop.lib.vocab import SIGNAL_ASSET_TYPES

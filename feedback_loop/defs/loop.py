@@ -152,7 +152,7 @@ def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResourc
         "fallback": served.serving_path in (ServingPath.PREVIOUS_CHAMPION, ServingPath.HEURISTIC_FALLBACK),
         **{f"scoring_latency_{k}": float(v) for k, v in latency.items()},
         "min_queued_confidence": float(signals.loc[signals["status"] == SignalStatus.QUEUED.value, "confidence"].min())
-        if int(status.get(SignalStatus.QUEUED.value, 0)) else None,
+        if int(status.get(SignalStatus.QUEUED.value, 0)) else float("nan"),
     })
 
 

@@ -130,9 +130,9 @@ class PriceSourceResource(dg.ConfigurableResource):
                 raise dg.Failure("FEEDBACK_LOOP_PRICE_SOURCE=files needs FEEDBACK_LOOP_PRICE_FILE")
             return FilePriceSource(Path(self.price_file))
         if self.kind == "yfinance":
-            from feedback_loop.lib.sources import YFinancePriceSource
-
             import pandas as pd
+
+            from feedback_loop.lib.sources import YFinancePriceSource
 
             return YFinancePriceSource([], start=self.yfinance_start, end=pd.Timestamp.today().normalize())
         raise dg.Failure(f"unknown price source kind {self.kind!r} (synthetic | files | yfinance)")

@@ -10,7 +10,8 @@ from feedback_loop.lib import db, model_store, training_flow
 from feedback_loop.lib.frames import MARKET_TICKER
 from feedback_loop.lib.plots import png_markdown
 from feedback_loop.lib.training.config import TrainingConfig
-from feedback_loop.lib.training.labels import LabeledSet, blended_training_set as blend_sets, training_set_checks
+from feedback_loop.lib.training.labels import LabeledSet, training_set_checks
+from feedback_loop.lib.training.labels import blended_training_set as blend_sets
 from feedback_loop.lib.training.model import train_challenger
 
 OWNERS = ["team:ml"]

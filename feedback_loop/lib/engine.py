@@ -126,7 +126,7 @@ class FeaturePanel:
 
     @classmethod
     def build(cls, data: LoopData, trading_days: pd.DatetimeIndex, config: TrainingConfig,
-              window_days: int) -> "FeaturePanel":
+              window_days: int) -> FeaturePanel:
         daily = compute_ticker_features(
             data.disclosures, data.prices, as_of_dates=trading_days,
             window_days=window_days, sectors=data.sectors,

@@ -46,8 +46,8 @@ def normalize_dates(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-from dataclasses import dataclass, field  # noqa: E402
-from typing import Protocol  # noqa: E402
+from dataclasses import dataclass, field
+from typing import Protocol
 
 
 @dataclass

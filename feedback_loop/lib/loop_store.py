@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from feedback_loop.lib.db import upsert_frame
 from feedback_loop.lib.features import FEATURE_NAMES
 from feedback_loop.lib.frames import normalize_dates
-from feedback_loop.lib.portfolio import PortfolioState
 from feedback_loop.lib.policy import PortfolioPolicy
+from feedback_loop.lib.portfolio import PortfolioState
 from feedback_loop.lib.vocab import PositionStatus, SignalStatus
 
 SIGNAL_TABLE_COLUMNS = [

@@ -16,7 +16,15 @@ from pathlib import Path
 import pandas as pd
 
 from feedback_loop.lib import db, ingest, parsing
-from feedback_loop.lib.engine import ARMS, ArmConfig, FeaturePanel, LoopData, LoopEngine, LoopState, trading_days_between
+from feedback_loop.lib.engine import (
+    ARMS,
+    ArmConfig,
+    FeaturePanel,
+    LoopData,
+    LoopEngine,
+    LoopState,
+    trading_days_between,
+)
 from feedback_loop.lib.frames import MARKET_TICKER, DisclosureBatch
 from feedback_loop.lib.history import persist_history
 from feedback_loop.lib.training.config import TrainingConfig
@@ -47,7 +55,11 @@ def load_inputs(start, end, *, disclosure_files: Sequence[Path] = (), legislator
         source = {"disclosures": [str(p) for p in disclosure_files], "legislators": [str(p) for p in legislator_files],
                   "prices": str(price_file)}
     else:
-        from feedback_loop.lib.synthetic import SyntheticConfig, SyntheticDisclosureSource, SyntheticPriceSource
+        from feedback_loop.lib.synthetic import (
+            SyntheticConfig,
+            SyntheticDisclosureSource,
+            SyntheticPriceSource,
+        )
 
         config = SyntheticConfig()
         batch = SyntheticDisclosureSource(config).load_disclosures()
