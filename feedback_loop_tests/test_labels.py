@@ -190,3 +190,11 @@ def test_each_check_fails_on_its_defect():
     checks = {c.name: c for c in training_set_checks(outliers, TrainingConfig(), AS_OF)}
     assert not checks["training_set_outliers_flagged"].passed
     assert checks["training_set_outliers_flagged"].severity == "WARN"
+
+
+def test_outcome_set_before_any_trade_closed_is_empty_not_an_error():
+    config = TrainingConfig(use_outcomes=True)
+    for no_outcomes in (pd.DataFrame(), pd.DataFrame(columns=["outcome", "features", "entry_date", "exit_date"])):
+        labeled = outcome_labeled_set(no_outcomes, "2019-02-01", config)
+        assert labeled.frame.empty and list(labeled.frame.columns) == LABELED_COLUMNS
+        assert labeled.dropped == {}

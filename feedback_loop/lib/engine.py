@@ -33,6 +33,7 @@ from feedback_loop.lib import policy as P
 from feedback_loop.lib.features import FEATURE_NAMES, compute_ticker_features
 from feedback_loop.lib.frames import MARKET_TICKER
 from feedback_loop.lib.heuristic import score_heuristic
+from feedback_loop.lib.loop_store import OUTCOME_COLUMNS
 from feedback_loop.lib.portfolio import PortfolioState, step_portfolio
 from feedback_loop.lib.promotion import decide_promotion
 from feedback_loop.lib.signals import build_signals
@@ -114,7 +115,9 @@ class LoopState:
         return self.signals
 
     def all_outcomes(self) -> pd.DataFrame:
-        return pd.concat(self.outcomes, ignore_index=True) if self.outcomes else pd.DataFrame()
+        if not self.outcomes:
+            return pd.DataFrame(columns=OUTCOME_COLUMNS)
+        return pd.concat(self.outcomes, ignore_index=True)
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,8 @@ def outcome_labeled_set(outcomes: pd.DataFrame, as_of, config: TrainingConfig) -
     exit_after_cutoff, outside_window, missing_features, incomplete_features.
     """
     as_of = pd.Timestamp(as_of).normalize()
+    if outcomes.empty:
+        return LabeledSet(pd.DataFrame(columns=LABELED_COLUMNS), {})
     rows = normalize_dates(outcomes).reset_index(drop=True)
     vectors = rows["features"]
     is_dict = vectors.map(lambda v: isinstance(v, dict))
