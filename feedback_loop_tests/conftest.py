@@ -18,6 +18,12 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 _counter = itertools.count()
 
 
+@pytest.fixture(autouse=True)
+def isolated_state_dir(tmp_path, monkeypatch):
+    """Model artifacts and Dagster's local files of a test go to its tmp dir, never the project's."""
+    monkeypatch.setenv(db.STATE_DIR_ENV, str(tmp_path / "state"))
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> LocalCluster:
     # Under /tmp itself: pytest's own temp root is private to the current user, and a

@@ -415,7 +415,6 @@ def project_instance(db_url, dagster_db_url, tmp_path, monkeypatch):
     """The project's dagster.yaml as a DagsterInstance, on test databases (the env reaches run workers too)."""
     monkeypatch.setenv(db.DATABASE_URL_ENV, db_url)
     monkeypatch.setenv(db.DAGSTER_URL_ENV, dagster_db_url)
-    monkeypatch.setenv(db.STATE_DIR_ENV, str(tmp_path / "state"))
     instance = dg.DagsterInstance.from_config(str(PROJECT_ROOT))
     yield instance
     instance.dispose()

@@ -111,7 +111,6 @@ def test_retrain_jobs_run_the_blocking_training_checks(loaded, job_name):
 def test_dg_check_defs_passes_from_the_project_root(db_url, dagster_db_url, tmp_path, monkeypatch):
     monkeypatch.setenv(db.DATABASE_URL_ENV, db_url)
     monkeypatch.setenv(db.DAGSTER_URL_ENV, dagster_db_url)
-    monkeypatch.setenv(db.STATE_DIR_ENV, str(tmp_path / "state"))
     env = cli.dagster_environment()
     assert env["DAGSTER_HOME"] == str(PROJECT_ROOT)
     assert env[db.DAGSTER_URL_ENV] == db.normalize_url(dagster_db_url)

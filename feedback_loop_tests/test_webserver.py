@@ -108,7 +108,6 @@ class Servers:
 def test_webserver_serves_the_project_and_runs_a_loop_day(db_url, dagster_db_url, tmp_path, monkeypatch):
     monkeypatch.setenv(db.DATABASE_URL_ENV, db_url)
     monkeypatch.setenv(db.DAGSTER_URL_ENV, dagster_db_url)
-    monkeypatch.setenv(db.STATE_DIR_ENV, str(tmp_path / "state"))
     monkeypatch.setenv("FEEDBACK_LOOP_SYNTHETIC_SCALE", "1500,60,1.5")
     env = cli.dagster_environment()
     assert env["DAGSTER_HOME"] == str(PROJECT_ROOT)

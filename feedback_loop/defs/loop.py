@@ -14,6 +14,7 @@ from feedback_loop.defs.resources import DatabaseResource
 from feedback_loop.lib import blend_weight as blend_weight_lib
 from feedback_loop.lib import ingest, loop_store, outcomes, performance, registry, serving
 from feedback_loop.lib.broker import AlpacaBroker, read_policy, send_day_orders
+from feedback_loop.lib.engine import candidate_calls, shadow_outcomes_of_candidates
 from feedback_loop.lib.features import FEATURE_WINDOW_DAYS, compute_ticker_features
 from feedback_loop.lib.frames import MARKET_TICKER
 from feedback_loop.lib.heuristic import score_heuristic
@@ -134,7 +135,9 @@ def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResourc
         model_version=served.record.version if served.record else None, challenger=challenger,
     )
     predictions = pd.concat(log, ignore_index=True) if log else pd.DataFrame()
+    calls = candidate_calls(heuristic, ml, served.record.model_id if served.record else None, challenger, signals)
     with engine.begin() as conn:
+        loop_store.write_candidate_calls(conn, calls)
         loop_store.write_signals(conn, signals)
         if len(predictions):
             serving.write_predictions(conn, predictions[predictions["signal_id"].isin(set(signals["signal_id"]))])
@@ -212,8 +215,9 @@ def signal_outcomes(context: dg.AssetExecutionContext, database: DatabaseResourc
         positions = loop_store.read_positions(conn, day)
         closed = positions[positions["status"] == "closed"]
         signals = loop_store.read_signals(conn, pd.Timestamp.min, day)
+        candidates = loop_store.read_candidates(conn, pd.Timestamp.min, day)
     outcome_rows = outcomes.outcomes_from_positions(closed, signals, prices)
-    shadow = outcomes.shadow_outcomes(signals, prices, day, policy.shadow_horizon_days)
+    shadow = shadow_outcomes_of_candidates(candidates, prices, day, policy.shadow_horizon_days)
     with engine.begin() as conn:
         loop_store.write_outcomes(conn, outcome_rows)
         loop_store.write_shadow(conn, shadow)
@@ -223,6 +227,7 @@ def signal_outcomes(context: dg.AssetExecutionContext, database: DatabaseResourc
         "closed_today": len(today),
         "outcomes": dg.MetadataValue.json(outcome_rows["outcome"].value_counts().to_dict() if len(outcome_rows) else {}),
         "shadow_outcomes_resolved": len(shadow),
+        "shadow_outcomes_of_generated_signals": int(shadow["generated"].sum()) if len(shadow) else 0,
         "today": _md(today[["ticker", "return_pct", "outcome", "exit_reason"]] if len(today) else today),
     })
 

@@ -58,7 +58,6 @@ def feature_drift(context: dg.AssetExecutionContext, database: DatabaseResource)
         if record is None:
             return dg.MaterializeResult(metadata={"recommendation": "no_action", "reason": "no champion in service"})
         live = loop_store.read_features(conn, day - pd.Timedelta(days=DRIFT_LIVE_WINDOW_DAYS - 1), day)
-        signals = loop_store.read_signals(conn, day - pd.Timedelta(days=365), day)
         shadow = loop_store.read_shadow(conn, day)
     try:
         model = model_store.load_verified(record)
@@ -66,7 +65,7 @@ def feature_drift(context: dg.AssetExecutionContext, database: DatabaseResource)
         return dg.MaterializeResult(metadata={"recommendation": "emergency_retrain",
                                               "reason": f"champion artifact failed verification: {exc}"})
     reference = model_store.load_reference_features(record)
-    hits = champion_hits(signals, shadow, record.model_id, day, TrainingConfig.from_dict(record.config))
+    hits = champion_hits(shadow, record.model_id, day, TrainingConfig.from_dict(record.config))
     live_scores = model.predict_proba(live[FEATURE_NAMES]).max(axis=1) if len(live) else []
     report = drift.drift_report(reference, live[FEATURE_NAMES] if len(live) else live,
                                 model.predict_proba(reference[FEATURE_NAMES]).max(axis=1), live_scores,

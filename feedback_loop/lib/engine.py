@@ -93,6 +93,8 @@ class LoopState:
     portfolio: PortfolioState
     blend_weight: float
     signals: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Every heuristic candidate with the serving model's call, generated as a signal or not.
+    candidates: pd.DataFrame = field(default_factory=pd.DataFrame)
     outcomes: list[pd.DataFrame] = field(default_factory=list)
     shadow: pd.DataFrame | None = None
     models: dict[str, ModelEntry] = field(default_factory=dict)
@@ -154,15 +156,37 @@ def trading_days_between(prices: pd.DataFrame, start, end) -> pd.DatetimeIndex:
     return days[(days >= pd.Timestamp(start)) & (days <= pd.Timestamp(end))]
 
 
-def champion_hits(signals: pd.DataFrame, shadow: pd.DataFrame | None, champion_id: str, day: pd.Timestamp,
-                  config: TrainingConfig, window_days: int = P.BLEND_WEIGHT_WINDOW_DAYS) -> np.ndarray | None:
-    """Whether the champion's class matched the realized label, on the shadow outcomes it scored
-    that resolved in (day - window_days, day]; None when there are none."""
-    if shadow is None or not len(shadow) or not len(signals):
+def candidate_calls(heuristic: pd.DataFrame, ml: pd.DataFrame | None, model_id: str | None,
+                    challenger: pd.DataFrame | None, signals: pd.DataFrame) -> pd.DataFrame:
+    """The day's heuristic candidates with the serving model's (and a shadow candidate's) call."""
+    keys = ["ticker", "as_of"]
+    calls = heuristic[[*keys, "heuristic_signal_type", "heuristic_confidence"]].reset_index(drop=True)
+    calls["signal_id"] = calls["as_of"].dt.strftime("%Y-%m-%d") + ":" + calls["ticker"].astype(str)
+    for frame, column in ((ml, "ml_signal_type"), (challenger, "challenger_signal_type")):
+        if frame is None:
+            calls[column] = None
+        else:
+            calls = calls.merge(frame[[*keys, "ml_signal_type"]].rename(columns={"ml_signal_type": column}),
+                                on=keys, how="left", validate="one_to_one")
+    calls["model_id"] = model_id if ml is not None else None
+    calls["generated"] = calls["signal_id"].isin(signals["signal_id"]) if len(signals) else False
+    return calls
+
+
+def shadow_outcomes_of_candidates(candidates: pd.DataFrame, prices: pd.DataFrame, as_of, horizon_days: int) -> pd.DataFrame:
+    """Shadow outcomes of candidates, keeping whether each was generated and which model called it."""
+    resolved = outcomes_lib.shadow_outcomes(candidates, prices, as_of, horizon_days)
+    return resolved.merge(candidates[["signal_id", "generated", "model_id"]], on="signal_id", how="left")
+
+
+def champion_hits(shadow: pd.DataFrame | None, champion_id: str, day: pd.Timestamp, config: TrainingConfig,
+                  window_days: int = P.BLEND_WEIGHT_WINDOW_DAYS) -> np.ndarray | None:
+    """Whether the champion's class matched the realized label, on the candidates it called
+    whose shadow outcome resolved in (day - window_days, day]; None when there are none."""
+    if shadow is None or not len(shadow):
         return None
-    scored = signals.loc[signals["model_id"] == champion_id, ["signal_id", "ml_signal_type"]]
-    resolved = shadow.drop(columns=["ml_signal_type"], errors="ignore").merge(scored, on="signal_id")
-    resolved = resolved[(resolved["exit_date"] > day - pd.Timedelta(days=window_days)) & (resolved["exit_date"] <= day)]
+    resolved = shadow[(shadow["model_id"] == champion_id) & (shadow["exit_date"] > day - pd.Timedelta(days=window_days))
+                      & (shadow["exit_date"] <= day) & shadow["ml_signal_type"].notna()]
     if not len(resolved):
         return None
     return_pct = resolved["return_pct"].to_numpy(dtype=float)
@@ -248,18 +272,18 @@ class LoopEngine:
         self._resolve_shadow(day, prices)
 
     def _resolve_shadow(self, day: pd.Timestamp, prices: pd.DataFrame) -> None:
-        """Shadow outcomes of signals old enough to have resolved (a horizon of N trading days
+        """Shadow outcomes of candidates old enough to have resolved (a horizon of N trading days
         spans at least N * 7 / 5 calendar days) and not resolved yet."""
-        signals = self.state.signals
-        if not len(signals):
+        candidates = self.state.candidates
+        if not len(candidates):
             return
         horizon = self.policy.shadow_horizon_days
         oldest_possible = day - pd.Timedelta(days=horizon * 7 // 5)
         done = self.state.shadow["signal_id"] if self.state.shadow is not None else pd.Series(dtype=object)
-        pending = signals[(signals["as_of"] <= oldest_possible) & ~signals["signal_id"].isin(done)]
+        pending = candidates[(candidates["as_of"] <= oldest_possible) & ~candidates["signal_id"].isin(done)]
         if not len(pending):
             return
-        resolved = outcomes_lib.shadow_outcomes(pending, prices, day, horizon)
+        resolved = shadow_outcomes_of_candidates(pending, prices, day, horizon)
         if len(resolved):
             self.state.shadow = pd.concat([self.state.shadow, resolved], ignore_index=True)
 
@@ -291,6 +315,8 @@ class LoopEngine:
         signals = build_signals(heuristic, ml, blend_weight=self.state.blend_weight, policy=self.policy,
                                 serving_path=path, model_id=model_id, model_version=version,
                                 challenger=challenger)
+        self.state.candidates = pd.concat(
+            [self.state.candidates, candidate_calls(heuristic, ml, model_id, challenger, signals)], ignore_index=True)
         if not len(signals):
             return
         self.state.signals = pd.concat([self.state.signals, signals], ignore_index=True)
@@ -397,7 +423,7 @@ class LoopEngine:
         rows = [self._daily_by_date[d] for d in window if d in self._daily_by_date]
         live = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=FEATURE_NAMES)
         scores = [self._live_scores(entry, d) for d in window if d in self._daily_by_date]
-        resolved_correct = champion_hits(self.state.signals, self.state.shadow, champion, day, self.config)
+        resolved_correct = champion_hits(self.state.shadow, champion, day, self.config)
         report = drift_lib.drift_report(
             entry.reference_features, live[FEATURE_NAMES], entry.reference_scores,
             np.concatenate(scores) if scores else np.array([]),

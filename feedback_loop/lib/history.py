@@ -37,6 +37,8 @@ def persist_history(engine: sa.Engine, state: LoopState, artifact_root: Path) ->
         _log_decisions(conn, state)
         signals = state.all_signals()
         loop_store.write_signals(conn, signals)
+        if len(state.candidates):
+            loop_store.write_candidate_calls(conn, state.candidates)
         loop_store.write_portfolio(conn, state.portfolio)
         outcomes = state.all_outcomes()
         loop_store.write_outcomes(conn, outcomes)

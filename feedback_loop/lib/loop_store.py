@@ -35,7 +35,7 @@ OUTCOME_COLUMNS = [
 SHADOW_COLUMNS = [
     "signal_id", "ticker", "as_of", "entry_date", "exit_date", "horizon_days", "return_pct",
     "spy_return_pct", "heuristic_signal_type", "ml_signal_type", "challenger_signal_type",
-    "heuristic_outcome", "ml_outcome", "challenger_outcome",
+    "heuristic_outcome", "ml_outcome", "challenger_outcome", "generated", "model_id",
 ]
 EQUITY_COLUMNS = ["date", "equity_usd", "cash_usd", "invested_usd", "open_positions"]
 #: Statuses a signal can only have had if it was queued for the portfolio.
@@ -83,6 +83,27 @@ def write_heuristic(conn: sa.Connection, heuristic: pd.DataFrame) -> int:
     return upsert_frame(conn, "heuristic_signals",
                         heuristic[["as_of", "ticker", "heuristic_signal_type", "heuristic_confidence"]],
                         ["as_of", "ticker"])
+
+
+def write_candidate_calls(conn: sa.Connection, calls: pd.DataFrame) -> int:
+    """Heuristic candidates with the serving model's call (None without a model)."""
+    columns = ["as_of", "ticker", "heuristic_signal_type", "heuristic_confidence", "ml_signal_type", "model_id"]
+    return upsert_frame(conn, "heuristic_signals", calls[columns], ["as_of", "ticker"])
+
+
+def read_candidates(conn: sa.Connection, start, end) -> pd.DataFrame:
+    """Heuristic candidates of [start, end] with the model's call, whether each became a signal,
+    and a shadow-scoring candidate model's call where one scored it."""
+    return _select(
+        conn,
+        "SELECT h.as_of, h.ticker, h.heuristic_signal_type, h.ml_signal_type, h.model_id,"
+        " to_char(h.as_of, 'YYYY-MM-DD') || ':' || h.ticker AS signal_id, s.signal_id IS NOT NULL AS generated,"
+        " p.predicted_class AS challenger_signal_type"
+        " FROM heuristic_signals h LEFT JOIN trading_signals s ON s.as_of = h.as_of AND s.ticker = h.ticker"
+        " LEFT JOIN LATERAL (SELECT predicted_class FROM ml_predictions p WHERE p.signal_id = s.signal_id"
+        " AND p.role = 'shadow' ORDER BY p.created_at DESC LIMIT 1) p ON TRUE"
+        " WHERE h.as_of BETWEEN :s AND :e ORDER BY h.as_of, h.ticker",
+        s=pd.Timestamp(start).date(), e=pd.Timestamp(end).date())
 
 
 # ------------------------------------------------------------------ signals
