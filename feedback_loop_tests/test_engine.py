@@ -40,6 +40,19 @@ def test_closed_loop_produces_signals_positions_outcomes_and_models(closed_loop)
     assert signals["model_id"].notna().any(), "no signal was shaped by the champion"
 
 
+def test_shadow_outcomes_cover_the_whole_candidate_pool_where_the_two_sides_can_disagree(closed_loop):
+    """The blend weight compares model and heuristic on every candidate: generated signals alone
+    never disagree in direction, so on them the comparison could never move the weight."""
+    _, state = closed_loop
+    shadow = state.shadow
+    assert shadow["generated"].any() and (~shadow["generated"]).any()
+    assert set(shadow["signal_id"]) <= set(state.candidates["signal_id"])
+    on_signals = shadow[shadow["generated"] & shadow["ml_outcome"].notna()]
+    assert (on_signals["ml_outcome"] == on_signals["heuristic_outcome"]).all()
+    called = shadow[shadow["ml_outcome"].notna()]
+    assert (called["ml_outcome"] != called["heuristic_outcome"]).any(), "the pool holds no disagreement"
+
+
 def test_weekly_and_monthly_schedules_fire_as_the_cron_would(closed_loop):
     _, state = closed_loop
     scheduled = [e for e in state.retrain_events if e["trigger"] == "scheduled"]
