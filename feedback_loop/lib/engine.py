@@ -150,6 +150,11 @@ class FeaturePanel:
         return cls(daily=daily, filings=filings)
 
 
+#: Candidates older than this (calendar days) are no longer retried for a shadow outcome: a
+#: 20-trading-day horizon resolves within about 30 days unless the ticker has no prices.
+SHADOW_RESOLUTION_WINDOW_DAYS = 60
+
+
 def trading_days_between(prices: pd.DataFrame, start, end) -> pd.DatetimeIndex:
     spy_dates = prices.loc[prices["ticker"] == MARKET_TICKER, "date"]
     days = pd.DatetimeIndex(sorted(spy_dates.unique()))
@@ -218,6 +223,7 @@ class LoopEngine:
                                blend_weight=self.policy.ml_blend_weight)
         self._daily_by_date = dict(tuple(self.panel.daily.groupby("as_of", sort=False)))
         self._score_cache: dict[tuple[str, pd.Timestamp], np.ndarray] = {}
+        self._shadow_done: set[str] = set()
 
     # ---------------------------------------------------------------- the day
     def run(self, progress: Callable[[pd.Timestamp, dict], None] | None = None) -> LoopState:
@@ -262,7 +268,7 @@ class LoopEngine:
         closed_before = set(before.loc[before["status"] == "closed", "position_id"]) if len(before) else set()
         self.state.portfolio, updates = step_portfolio(self.state.portfolio, day, queued, prices, self.policy)
         self.state.queued = None
-        self._apply_status_updates(updates)
+        self._apply_status_updates(updates, day)
         positions = self.state.portfolio.positions
         newly_closed = positions[(positions["status"] == "closed") & ~positions["position_id"].isin(closed_before)]
         if len(newly_closed):
@@ -272,27 +278,37 @@ class LoopEngine:
         self._resolve_shadow(day, prices)
 
     def _resolve_shadow(self, day: pd.Timestamp, prices: pd.DataFrame) -> None:
-        """Shadow outcomes of candidates old enough to have resolved (a horizon of N trading days
-        spans at least N * 7 / 5 calendar days) and not resolved yet."""
+        """Shadow outcomes of candidates that can resolve today and have not yet.
+
+        A horizon of N trading days spans at least N * 7 / 5 calendar days, so younger
+        candidates cannot have resolved; candidates older than SHADOW_RESOLUTION_WINDOW_DAYS
+        never will (no prices for their ticker) and stop being retried.
+        """
         candidates = self.state.candidates
         if not len(candidates):
             return
         horizon = self.policy.shadow_horizon_days
-        oldest_possible = day - pd.Timedelta(days=horizon * 7 // 5)
-        done = self.state.shadow["signal_id"] if self.state.shadow is not None else pd.Series(dtype=object)
-        pending = candidates[(candidates["as_of"] <= oldest_possible) & ~candidates["signal_id"].isin(done)]
+        youngest = day - pd.Timedelta(days=horizon * 7 // 5)
+        oldest = day - pd.Timedelta(days=SHADOW_RESOLUTION_WINDOW_DAYS)
+        window = candidates[(candidates["as_of"] > oldest) & (candidates["as_of"] <= youngest)]
+        pending = window[~window["signal_id"].isin(self._shadow_done)]
         if not len(pending):
             return
-        resolved = shadow_outcomes_of_candidates(pending, prices, day, horizon)
+        recent_prices = prices[prices["date"] > oldest]
+        resolved = shadow_outcomes_of_candidates(pending, recent_prices, day, horizon)
         if len(resolved):
+            self._shadow_done.update(resolved["signal_id"])
             self.state.shadow = pd.concat([self.state.shadow, resolved], ignore_index=True)
 
-    def _apply_status_updates(self, updates: pd.DataFrame) -> None:
+    def _apply_status_updates(self, updates: pd.DataFrame, day: pd.Timestamp) -> None:
+        """The portfolio acts on the signals queued at the previous close: only recent rows can change."""
         if updates is None or not len(updates):
             return
         status = updates.set_index("signal_id")["status"]
-        hit = self.state.signals["signal_id"].isin(status.index)
-        self.state.signals.loc[hit, "status"] = self.state.signals.loc[hit, "signal_id"].map(status)
+        signals = self.state.signals
+        recent = signals.index[signals["as_of"] >= day - pd.Timedelta(days=14)]
+        hit = recent[signals.loc[recent, "signal_id"].isin(status.index).to_numpy()]
+        signals.loc[hit, "status"] = signals.loc[hit, "signal_id"].map(status)
 
     def _signals(self, day: pd.Timestamp) -> None:
         features = self._daily_by_date.get(day)
