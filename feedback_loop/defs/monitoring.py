@@ -57,7 +57,9 @@ def feature_drift(context: dg.AssetExecutionContext, database: DatabaseResource)
         record = registry.champion_as_of(conn, day)
         if record is None:
             return dg.MaterializeResult(metadata={"recommendation": "no_action", "reason": "no champion in service"})
-        live = loop_store.read_features(conn, day - pd.Timedelta(days=DRIFT_LIVE_WINDOW_DAYS - 1), day)
+        # Live rows: the recent window, and only what the champion has seen in service.
+        since = max(day - pd.Timedelta(days=DRIFT_LIVE_WINDOW_DAYS), pd.Timestamp(record.trained_as_of))
+        live = loop_store.read_features(conn, since + pd.Timedelta(days=1), day)
         shadow = loop_store.read_shadow(conn, day)
     try:
         model = model_store.load_verified(record)

@@ -435,7 +435,9 @@ class LoopEngine:
         if champion is None:
             return
         entry = self.state.models[champion]
-        window = self.days[(self.days > day - pd.Timedelta(days=P.DRIFT_LIVE_WINDOW_DAYS)) & (self.days <= day)]
+        # Live rows: the recent window, and only what the champion has seen in service.
+        since = max(day - pd.Timedelta(days=P.DRIFT_LIVE_WINDOW_DAYS), entry.trained_as_of)
+        window = self.days[(self.days > since) & (self.days <= day)]
         rows = [self._daily_by_date[d] for d in window if d in self._daily_by_date]
         live = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=FEATURE_NAMES)
         scores = [self._live_scores(entry, d) for d in window if d in self._daily_by_date]
