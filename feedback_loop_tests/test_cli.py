@@ -1,0 +1,64 @@
+"""The operator commands: manual promotion and rollback through the registry's transaction, logged as manual."""
+
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from feedback_loop.cli import main
+from feedback_loop.lib import db, registry
+
+
+def _register(engine, model_id: str) -> None:
+    with engine.begin() as conn:
+        registry.register_model(
+            conn, model_id=model_id, version=model_id, trained_as_of="2024-01-05", trigger="manual", num_classes=5,
+            config={}, feature_names=[], metrics={"accuracy": 0.3}, model_card={}, artifact_path=None,
+            artifact_sha256=None, training_start=None, training_end=None)
+
+
+def test_manual_promote_and_rollback_use_the_registry_transaction_and_are_logged(db_url, monkeypatch):
+    monkeypatch.setenv(db.DATABASE_URL_ENV, db_url)
+    engine = sa.create_engine(db_url)
+    _register(engine, "model-a")
+    _register(engine, "model-b")
+    runner = CliRunner()
+
+    for model_id, as_of in (("model-a", "2024-01-08"), ("model-b", "2024-01-15")):
+        result = runner.invoke(main, ["models", "promote", model_id, "--reason", "operator", "--as-of", as_of])
+        assert result.exit_code == 0, result.output
+    listing = runner.invoke(main, ["models", "list"]).output
+    assert "model-b" in listing and "active" in listing
+
+    result = runner.invoke(main, ["models", "rollback", "--reason", "bad fills", "--as-of", "2024-01-20"])
+    assert result.exit_code == 0, result.output
+    with engine.connect() as conn:
+        assert registry.active_model(conn).model_id == "model-a"
+        assert registry.champion_as_of(conn, "2024-01-21").model_id == "model-a"
+        assert registry.champion_as_of(conn, "2024-01-17").model_id == "model-b"
+        events = conn.execute(sa.text(
+            "SELECT trigger, new_model_id, deployed, reason FROM model_retraining_events ORDER BY event_id")).all()
+    assert [(e.trigger, e.new_model_id, e.deployed) for e in events] == [
+        ("manual", "model-a", True), ("manual", "model-b", True), ("manual", "model-a", True)]
+    assert events[-1].reason == "manual rollback: bad fills"
+
+    again = runner.invoke(main, ["models", "rollback", "--reason", "again", "--as-of", "2024-01-25"])
+    assert again.exit_code != 0 and "no previous champion" in again.output
+    with engine.connect() as conn:
+        assert registry.active_model(conn).model_id == "model-a", "a refused rollback leaves the champion in place"
+    engine.dispose()
+
+
+def test_live_mode_needs_confirmation_and_the_flag_and_is_audited(db_url, monkeypatch):
+    monkeypatch.setenv(db.DATABASE_URL_ENV, db_url)
+    monkeypatch.delenv("FEEDBACK_LOOP_ALLOW_LIVE_TRADING", raising=False)
+    runner = CliRunner()
+    refused = runner.invoke(main, ["trading-mode", "live", "--confirm"])
+    assert refused.exit_code != 0 and "FEEDBACK_LOOP_ALLOW_LIVE_TRADING" in refused.output
+    assert runner.invoke(main, ["trading-mode"]).output.strip() == "paper"
+
+    monkeypatch.setenv("FEEDBACK_LOOP_ALLOW_LIVE_TRADING", "1")
+    assert runner.invoke(main, ["trading-mode", "live"]).exit_code != 0, "the flag alone is not enough"
+    switched = runner.invoke(main, ["trading-mode", "live", "--confirm", "--reason", "go"])
+    assert switched.exit_code == 0 and "LIVE" in switched.output
+    with sa.create_engine(db_url).connect() as conn:
+        changes = conn.execute(sa.text("SELECT old_mode, new_mode, confirmed, env_flag_set FROM trading_mode_changes")).all()
+    assert [tuple(c) for c in changes] == [("paper", "live", True, True)]
