@@ -384,3 +384,15 @@ def test_price_file_missing_columns_are_named(tmp_path, suffix):
     broken.to_parquet(path) if suffix == ".parquet" else broken.to_csv(path, index=False)
     with pytest.raises(ValueError, match=r"adj_close.*volume"):
         parsing.read_price_file(path)
+
+
+def test_without_legislator_files_filers_stay_unmatched_and_nothing_fails():
+    legislators = parsing.load_legislators([])
+    assert legislators.empty
+    raw = pd.DataFrame([{
+        "transaction_date": "01/02/2020", "owner": "Self", "ticker": "AAPL", "asset_description": "Apple Inc.",
+        "asset_type": "Stock", "type": "Purchase", "amount": "$1,001 - $15,000", "comment": "--",
+        "senator": "Jane Q Public", "ptr_link": "https://example.invalid/ptr/1", "disclosure_date": "01/15/2020",
+    }])
+    accepted, politicians = parsing.attach_politicians(parsing.parse_senate(raw).accepted, legislators)
+    assert len(accepted) == 1 and accepted["politician_id"].isna().all() and accepted["party"].isna().all()

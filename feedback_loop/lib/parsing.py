@@ -439,6 +439,8 @@ def load_legislators(paths) -> pd.DataFrame:
         if "nickname" not in table.columns:
             table["nickname"] = ""
         tables.append(table[LEGISLATOR_COLUMNS].assign(file_rank=rank))
+    if not tables:  # no legislator files: filers stay unmatched (party unknown), nothing fails
+        return pd.DataFrame(columns=[*LEGISLATOR_COLUMNS, "file_rank"], dtype=object)
     legislators = pd.concat(tables, ignore_index=True)
     legislators = legislators[legislators["bioguide_id"] != ""]
     return legislators.drop_duplicates("bioguide_id", keep="first").reset_index(drop=True)
