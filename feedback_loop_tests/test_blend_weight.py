@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from feedback_loop.lib import policy
 from feedback_loop.lib.blend_weight import (
     apply_blend_weight,
+    days_since_last_move,
     blend_weight_as_of,
     next_blend_weight,
     win_rates_from_shadow,
@@ -117,3 +118,21 @@ def test_config_follows_latest_decision_even_when_an_older_day_is_rerun(engine):
         apply_blend_weight(conn, next_blend_weight(0.20, 10, 40, 30, 40), D, 30)
         assert conn.execute(sa.text("SELECT ml_blend_weight FROM reference_portfolio_config")).scalar() == 0.40
         assert blend_weight_as_of(conn, D + dt.timedelta(days=1)) == 0.10
+
+
+def test_no_second_move_within_the_cooldown():
+    """Evaluated daily over a 30-day window, the same evidence must not step the weight to a bound."""
+    cooling = next_blend_weight(0.30, 30, 40, 10, 40, days_since_change=policy.BLEND_WEIGHT_COOLDOWN_DAYS - 1)
+    assert cooling.new_weight == 0.30 and not cooling.changed and "cooldown" in cooling.reason
+    ready = next_blend_weight(0.30, 30, 40, 10, 40, days_since_change=policy.BLEND_WEIGHT_COOLDOWN_DAYS)
+    assert ready.new_weight == 0.40 and ready.changed
+
+
+def test_days_since_last_move_reads_only_moves_decided_before_the_day(engine):
+    with engine.begin() as conn:
+        assert days_since_last_move(conn, D) is None
+        apply_blend_weight(conn, next_blend_weight(0.20, 30, 40, 10, 40), D, 30)  # a move
+        later = D + dt.timedelta(days=5)
+        apply_blend_weight(conn, next_blend_weight(0.30, 20, 40, 20, 40), later, 30)  # logged, no move
+        assert days_since_last_move(conn, D) is None
+        assert days_since_last_move(conn, D + dt.timedelta(days=12)) == 12

@@ -10,7 +10,7 @@ from feedback_loop.lib import blend_weight as blend_weight_lib
 from feedback_loop.lib import drift, loop_store, model_store, registry
 from feedback_loop.lib.engine import champion_hits
 from feedback_loop.lib.features import FEATURE_NAMES
-from feedback_loop.lib.policy import BLEND_WEIGHT_WINDOW_DAYS, DRIFT_LIVE_WINDOW_DAYS
+from feedback_loop.lib.policy import BLEND_WEIGHT_WINDOW_DAYS, DRIFT_LIVE_WINDOW_DAYS, DRIFT_MIN_LIVE_DAYS
 from feedback_loop.lib.training.artifact import ArtifactIntegrityError
 from feedback_loop.lib.training.config import TrainingConfig
 
@@ -30,8 +30,9 @@ def blend_weight(context: dg.AssetExecutionContext, database: DatabaseResource) 
     with engine.connect() as conn:
         shadow = loop_store.read_shadow(conn, day)
         current = blend_weight_lib.blend_weight_as_of(conn, day)
+        since = blend_weight_lib.days_since_last_move(conn, day)
     counts = blend_weight_lib.win_rates_from_shadow(shadow, day, BLEND_WEIGHT_WINDOW_DAYS)
-    decision = blend_weight_lib.next_blend_weight(current, **counts)
+    decision = blend_weight_lib.next_blend_weight(current, **counts, days_since_change=since)
     with engine.begin() as conn:
         blend_weight_lib.apply_blend_weight(conn, decision, day, BLEND_WEIGHT_WINDOW_DAYS)
     return dg.MaterializeResult(metadata={
@@ -61,6 +62,11 @@ def feature_drift(context: dg.AssetExecutionContext, database: DatabaseResource)
         since = max(day - pd.Timedelta(days=DRIFT_LIVE_WINDOW_DAYS), pd.Timestamp(record.trained_as_of))
         live = loop_store.read_features(conn, since + pd.Timedelta(days=1), day)
         shadow = loop_store.read_shadow(conn, day)
+    live_days = live["as_of"].nunique() if len(live) else 0
+    if live_days < DRIFT_MIN_LIVE_DAYS:
+        return dg.MaterializeResult(metadata={
+            "recommendation": "no_action", "model_version": record.version,
+            "reason": f"{live_days} live days since the champion was trained; drift needs {DRIFT_MIN_LIVE_DAYS}"})
     try:
         model = model_store.load_verified(record)
     except ArtifactIntegrityError as exc:

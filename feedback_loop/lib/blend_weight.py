@@ -96,13 +96,15 @@ def next_blend_weight(
     *,
     ml_breakevens: int = 0,
     heuristic_breakevens: int = 0,
+    days_since_change: int | None = None,
 ) -> BlendWeightDecision:
     """One step of BLEND_WEIGHT_STEP toward the side whose win rate leads by MORE than
     BLEND_WEIGHT_WIN_RATE_MARGIN_FRAC, within [BLEND_WEIGHT_MIN, BLEND_WEIGHT_MAX].
 
     No move when either side has fewer than BLEND_WEIGHT_MIN_OUTCOMES_PER_SIDE resolved
-    outcomes. Weights are rounded to 2 decimals. Breakevens (already counted in the n's as
-    not-wins) are stated in the reason.
+    outcomes, nor within BLEND_WEIGHT_COOLDOWN_DAYS of the last move (`days_since_change`).
+    Weights are rounded to 2 decimals. Breakevens (already counted in the n's as not-wins)
+    are stated in the reason.
     """
     current = round(current, 2)
     ml_rate = ml_wins / ml_n if ml_n else None
@@ -120,6 +122,9 @@ def next_blend_weight(
             heuristic_rate, sample_size,
         )
 
+    if days_since_change is not None and days_since_change < policy.BLEND_WEIGHT_COOLDOWN_DAYS:
+        return decision(current, f"cooldown: last move {days_since_change} days ago, "
+                                 f"next after {policy.BLEND_WEIGHT_COOLDOWN_DAYS}; weight stays {current:.2f}")
     minimum = policy.BLEND_WEIGHT_MIN_OUTCOMES_PER_SIDE
     if ml_n < minimum or heuristic_n < minimum:
         return decision(
@@ -206,3 +211,16 @@ def blend_weight_as_of(conn: sa.Connection, as_of) -> float:
         {"feature": BLEND_WEIGHT_FEATURE, "as_of": pd.Timestamp(as_of).date()},
     ).scalar()
     return policy.BLEND_WEIGHT_DEFAULT if weight is None else float(weight)
+
+
+def days_since_last_move(conn: sa.Connection, as_of) -> int | None:
+    """Days from the last logged weight move (decided before `as_of`) to `as_of`; None if never moved."""
+    last = conn.execute(
+        sa.text(
+            "SELECT max(analysis_date) FROM feature_importance_history"
+            " WHERE feature_name = :feature AND model_id IS NULL AND analysis_date < :as_of"
+            " AND (details->>'changed')::boolean"
+        ),
+        {"feature": BLEND_WEIGHT_FEATURE, "as_of": pd.Timestamp(as_of).date()},
+    ).scalar()
+    return None if last is None else (pd.Timestamp(as_of).date() - last).days

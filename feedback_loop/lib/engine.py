@@ -424,7 +424,9 @@ class LoopEngine:
         if self.state.shadow is None or not len(self.state.shadow):
             return
         counts = blend_weight_lib.win_rates_from_shadow(self.state.shadow, day, P.BLEND_WEIGHT_WINDOW_DAYS)
-        decision = blend_weight_lib.next_blend_weight(self.state.blend_weight, **counts)
+        path = self.state.blend_weight_path
+        since = (day - path[-1]["as_of"]).days if path else None
+        decision = blend_weight_lib.next_blend_weight(self.state.blend_weight, **counts, days_since_change=since)
         if decision.changed:
             self.state.blend_weight_path.append({"as_of": day, "decision": decision,
                                                  "window_days": P.BLEND_WEIGHT_WINDOW_DAYS})
@@ -438,6 +440,8 @@ class LoopEngine:
         # Live rows: the recent window, and only what the champion has seen in service.
         since = max(day - pd.Timedelta(days=P.DRIFT_LIVE_WINDOW_DAYS), entry.trained_as_of)
         window = self.days[(self.days > since) & (self.days <= day)]
+        if len(window) < P.DRIFT_MIN_LIVE_DAYS:
+            return
         rows = [self._daily_by_date[d] for d in window if d in self._daily_by_date]
         live = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=FEATURE_NAMES)
         scores = [self._live_scores(entry, d) for d in window if d in self._daily_by_date]

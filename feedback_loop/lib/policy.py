@@ -19,6 +19,9 @@ BLEND_WEIGHT_WIN_RATE_MARGIN_FRAC = 0.05
 #: Minimum resolved shadow outcomes on each side before the weight may move.
 BLEND_WEIGHT_MIN_OUTCOMES_PER_SIDE = 20
 BLEND_WEIGHT_WINDOW_DAYS = 30
+#: After a move, the weight stays put this many days: evaluated daily over a 30-day window,
+#: the same evidence would otherwise step it to a bound in a week.
+BLEND_WEIGHT_COOLDOWN_DAYS = 30
 
 # --- blending ------------------------------------------------------------------------
 AGREE_MULTIPLIER = 1.1
@@ -46,6 +49,9 @@ DRIFT_ACCURACY_DROP = 0.05
 #: Days of live feature rows compared with the champion's training features.
 DRIFT_LIVE_WINDOW_DAYS = 30
 DRIFT_MIN_LIVE_ROWS = 50
+#: Market-wide features are one value per day: a live window of fewer distinct days cannot
+#: be compared with a year of training rows, so no drift report is made before this many.
+DRIFT_MIN_LIVE_DAYS = 20
 DRIFT_MIN_REFERENCE_ROWS = 100
 DRIFT_MIN_RESOLVED_OUTCOMES = 30
 
