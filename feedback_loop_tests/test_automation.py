@@ -20,24 +20,21 @@ import sqlalchemy as sa
 from dagster._utils.schedules import cron_string_iterator
 
 from feedback_loop.definitions import defs as project_defs
-from feedback_loop.defs.io import ParquetJsonIOManager
 from feedback_loop.defs.resources import (
     DatabaseResource,
-    DisclosureSourceResource,
-    PriceSourceResource,
 )
 from feedback_loop.lib import db, loop_store, policy, registry
 from feedback_loop.lib.drift import DriftReport, write_drift_report
 from feedback_loop.lib.loop_store import EQUITY_COLUMNS
 from feedback_loop.lib.portfolio import PortfolioState
 from feedback_loop.lib.vocab import DriftRecommendation
+from feedback_loop_tests.harness import definitions_for
 from feedback_loop_tests.processes import free_port, stop_process_group
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NEW_YORK = ZoneInfo("America/New_York")
 TRAINING_OPS = ("market_labeled_set", "outcome_labeled_set", "blended_training_set", "challenger_model",
                 "promotion_decision")
-SCALE = "1500,60,1.5"  # synthetic data 2023-01-02 .. 2024-07-02
 
 
 @pytest.fixture(scope="module")
@@ -328,7 +325,7 @@ def test_degradation_sensor_fires_below_35_percent_with_enough_outcomes(loaded, 
 def test_run_failure_sensor_records_a_really_failed_run(loaded, instance, db_url, engine, tmp_path):
     sensor = SensorTicks(loaded.get_repository_def().get_sensor_def("run_failure_sensor"), instance, db_url)
     assert not sensor.tick().run_requests  # the first tick only positions the cursor
-    definitions = _definitions_for(loaded, db_url, tmp_path)
+    definitions = definitions_for(db_url, tmp_path, loaded)
 
     succeeded = definitions.resolve_job_def("blend_weight_job").execute_in_process(
         instance=instance, partition_key="2024-03-01")
@@ -346,22 +343,9 @@ def test_run_failure_sensor_records_a_really_failed_run(loaded, instance, db_url
 
 
 # ------------------------------------------------------------------ gates across automated runs
-def _definitions_for(loaded: dg.Definitions, db_url: str, tmp_path) -> dg.Definitions:
-    return dg.Definitions(
-        assets=list(loaded.assets), asset_checks=list(loaded.asset_checks or []), jobs=list(loaded.jobs),
-        schedules=list(loaded.schedules), sensors=list(loaded.sensors),
-        resources={
-            "database": DatabaseResource(url=db_url),
-            "disclosure_source": DisclosureSourceResource(kind="synthetic", synthetic_seed=3, synthetic_scale=SCALE),
-            "price_source": PriceSourceResource(kind="synthetic", synthetic_seed=3, synthetic_scale=SCALE),
-            "io_manager": ParquetJsonIOManager(base_dir=str(tmp_path / "io")),
-        },
-    )
-
-
 @pytest.mark.slow
 def test_failing_gate_holds_in_the_next_automated_retrain(loaded, db_url, engine, tmp_path):
-    definitions = _definitions_for(loaded, db_url, tmp_path)
+    definitions = definitions_for(db_url, tmp_path, loaded)
     schedule = definitions.get_repository_def().get_schedule_def("market_retrain_schedule")
     retrain = definitions.resolve_job_def("market_retrain_job")
     gated = {dg.AssetKey("challenger_model"), dg.AssetKey("promotion_decision")}

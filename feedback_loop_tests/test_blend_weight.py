@@ -7,8 +7,8 @@ import sqlalchemy as sa
 from feedback_loop.lib import policy
 from feedback_loop.lib.blend_weight import (
     apply_blend_weight,
-    days_since_last_move,
     blend_weight_as_of,
+    days_since_last_move,
     next_blend_weight,
     win_rates_from_shadow,
 )

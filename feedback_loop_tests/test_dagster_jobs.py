@@ -5,33 +5,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from feedback_loop.definitions import defs as project_defs
-from feedback_loop.defs.io import ParquetJsonIOManager
-from feedback_loop.defs.resources import (
-    DatabaseResource,
-    DisclosureSourceResource,
-    PriceSourceResource,
-)
 from feedback_loop.defs.training import training_run_config
+from feedback_loop_tests.harness import definitions_for
 
-SCALE = "1500,60,1.5"  # synthetic data 2023-01-02 .. 2024-07-02
 DAY, NEXT_DAY = "2024-03-01", "2024-03-04"
 LOOP_ASSETS = {"politicians", "disclosures", "market_prices", "ticker_features", "heuristic_signals",
                "trading_signals", "portfolio_positions", "signal_outcomes", "portfolio_performance", "feature_drift"}
-
-
-def definitions_for(db_url: str, tmp_path) -> dg.Definitions:
-    loaded = project_defs()
-    return dg.Definitions(
-        assets=list(loaded.assets), asset_checks=list(loaded.asset_checks or []), jobs=list(loaded.jobs),
-        schedules=list(loaded.schedules), sensors=list(loaded.sensors),
-        resources={
-            "database": DatabaseResource(url=db_url),
-            "disclosure_source": DisclosureSourceResource(kind="synthetic", synthetic_seed=3, synthetic_scale=SCALE),
-            "price_source": PriceSourceResource(kind="synthetic", synthetic_seed=3, synthetic_scale=SCALE),
-            "io_manager": ParquetJsonIOManager(base_dir=str(tmp_path / "io")),
-        },
-    )
 
 
 def _counts(engine: sa.Engine) -> dict[str, int]:
