@@ -24,6 +24,8 @@ from feedback_loop.lib.signals import build_signals
 from feedback_loop.lib.vocab import PredictionRole, ServingPath, SignalStatus, TradingMode
 
 OWNERS = ["team:signals"]
+#: The serving fallback rate is reported over this many calendar days.
+FALLBACK_RATE_WINDOW_DAYS = 30
 #: Calendar days of price history the features of one day need (20 trading days + volatility window).
 PRICE_LOOKBACK_DAYS = 120
 
@@ -141,6 +143,7 @@ def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResourc
         loop_store.write_signals(conn, signals)
         if len(predictions):
             serving.write_predictions(conn, predictions[predictions["signal_id"].isin(set(signals["signal_id"]))])
+        rate = loop_store.fallback_rate(conn, day - pd.Timedelta(days=FALLBACK_RATE_WINDOW_DAYS - 1), day)
     status = signals["status"].value_counts() if len(signals) else pd.Series(dtype=int)
     latency = serving.latency_summary(predictions) if len(predictions) else {}
     return dg.MaterializeResult(metadata={
@@ -153,6 +156,7 @@ def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResourc
         "model_version": served.record.version if served.record else "none",
         "shadow_model_version": candidate.record.version if candidate.record else "none",
         "fallback": served.serving_path in (ServingPath.PREVIOUS_CHAMPION, ServingPath.HEURISTIC_FALLBACK),
+        f"fallback_rate_{FALLBACK_RATE_WINDOW_DAYS}d": float(rate) if rate is not None else float("nan"),
         **{f"scoring_latency_{k}": float(v) for k, v in latency.items()},
         "min_queued_confidence": float(signals.loc[signals["status"] == SignalStatus.QUEUED.value, "confidence"].min())
         if int(status.get(SignalStatus.QUEUED.value, 0)) else float("nan"),

@@ -124,6 +124,14 @@ def read_signals(conn: sa.Connection, start, end) -> pd.DataFrame:
     return _with_feature_columns(frame)
 
 
+def fallback_rate(conn: sa.Connection, start, end) -> float | None:
+    """Share of the signals of [start, end] served by a fallback (previous champion or heuristic
+    after a model failed); None without signals."""
+    return conn.execute(sa.text(
+        "SELECT avg((serving_path IN ('previous_champion', 'heuristic_fallback'))::int) FROM trading_signals"
+        " WHERE as_of BETWEEN :s AND :e"), {"s": pd.Timestamp(start).date(), "e": pd.Timestamp(end).date()}).scalar()
+
+
 def update_signal_status(conn: sa.Connection, updates: pd.DataFrame) -> None:
     if updates is None or not len(updates):
         return
