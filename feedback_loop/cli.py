@@ -95,15 +95,13 @@ def _app_engine():
 @click.option("--decide/--no-decide", default=False, help="Run the champion/challenger gate afterwards.")
 def train(as_of: str | None, use_outcomes: bool, num_classes: str, decide: bool) -> None:
     """Train a challenger as of a date (registered as candidate; training never promotes)."""
-    import sqlalchemy as sa
-
     from feedback_loop.lib import training_flow
     from feedback_loop.lib.training.config import TrainingConfig
 
     engine = _app_engine()
     if as_of is None:
         with engine.connect() as conn:
-            as_of = conn.execute(sa.text("SELECT max(date) FROM prices WHERE ticker = 'SPY'")).scalar()
+            as_of = training_flow.latest_market_date(conn)
         if as_of is None:
             raise click.ClickException("no SPY prices ingested; materialize the ingest assets first")
     config = TrainingConfig(use_outcomes=use_outcomes, num_classes=int(num_classes))

@@ -10,7 +10,11 @@ from feedback_loop.lib import blend_weight as blend_weight_lib
 from feedback_loop.lib import drift, loop_store, model_store, registry
 from feedback_loop.lib.engine import champion_hits
 from feedback_loop.lib.features import FEATURE_NAMES
-from feedback_loop.lib.policy import BLEND_WEIGHT_WINDOW_DAYS, DRIFT_LIVE_WINDOW_DAYS, DRIFT_MIN_LIVE_DAYS
+from feedback_loop.lib.policy import (
+    BLEND_WEIGHT_WINDOW_DAYS,
+    DRIFT_LIVE_WINDOW_DAYS,
+    DRIFT_MIN_LIVE_DAYS,
+)
 from feedback_loop.lib.training.artifact import ArtifactIntegrityError
 from feedback_loop.lib.training.config import TrainingConfig
 

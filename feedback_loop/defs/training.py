@@ -7,7 +7,6 @@ import sqlalchemy as sa
 
 from feedback_loop.defs.resources import DatabaseResource
 from feedback_loop.lib import db, model_store, training_flow
-from feedback_loop.lib.frames import MARKET_TICKER
 from feedback_loop.lib.plots import png_markdown
 from feedback_loop.lib.training.config import TrainingConfig
 from feedback_loop.lib.training.labels import LabeledSet, training_set_checks
@@ -46,10 +45,10 @@ def training_run_config(*, as_of: str = "", use_outcomes: bool, trigger: str) ->
 def resolve_as_of(config: TrainingRunConfig, conn: sa.Connection) -> pd.Timestamp:
     if config.as_of:
         return pd.Timestamp(config.as_of)
-    latest = conn.execute(sa.text("SELECT max(date) FROM prices WHERE ticker = :t"), {"t": MARKET_TICKER}).scalar()
+    latest = training_flow.latest_market_date(conn)
     if latest is None:
         raise dg.Failure("no SPY prices ingested: materialize market_prices first")
-    return pd.Timestamp(latest)
+    return latest
 
 
 def model_metadata(model, record) -> dict:

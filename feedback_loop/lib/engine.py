@@ -46,6 +46,7 @@ from feedback_loop.lib.training.labels import (
     outcome_labeled_set,
 )
 from feedback_loop.lib.training.model import TrainedModel, train_challenger
+from feedback_loop.lib.training_flow import training_pairs
 from feedback_loop.lib.vocab import RetrainTrigger, ServingPath, SignalStatus
 
 
@@ -137,13 +138,7 @@ class FeaturePanel:
             window_days=window_days, sectors=data.sectors,
         )
         earliest = trading_days[0] - pd.Timedelta(days=config.lookback_days + 2 * config.embargo_days)
-        eligible = data.disclosures[
-            data.disclosures["ticker"].notna()
-            & (data.disclosures["disclosure_date"] >= earliest)
-            & (data.disclosures["disclosure_date"] <= trading_days[-1])
-        ]
-        pairs = (eligible[["ticker", "disclosure_date"]].rename(columns={"disclosure_date": "as_of"})
-                 .drop_duplicates().sort_values(["as_of", "ticker"]).reset_index(drop=True))
+        pairs = training_pairs(data.disclosures, earliest, trading_days[-1])
         filings = compute_ticker_features(
             data.disclosures, data.prices, pairs=pairs, window_days=window_days, sectors=data.sectors,
         )

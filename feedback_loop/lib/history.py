@@ -13,7 +13,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from feedback_loop.lib import blend_weight as blend_weight_lib
-from feedback_loop.lib import drift, loop_store, model_store
+from feedback_loop.lib import drift, loop_store, model_store, registry
 from feedback_loop.lib.engine import LoopState
 from feedback_loop.lib.vocab import ModelStatus
 
@@ -60,8 +60,6 @@ def _set_statuses(conn: sa.Connection, state: LoopState) -> None:
 
 
 def _log_decisions(conn: sa.Connection, state: LoopState) -> None:
-    from feedback_loop.lib import registry
-
     ids = list(state.models)
     conn.execute(sa.text("DELETE FROM ml_model_comparisons WHERE new_model_id = ANY(:ids)"), {"ids": ids})
     conn.execute(sa.text("DELETE FROM model_retraining_events WHERE new_model_id = ANY(:ids) OR new_model_id IS NULL"),

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from feedback_loop.lib import ingest, loop_store, model_store, registry
 from feedback_loop.lib.features import compute_ticker_features
+from feedback_loop.lib.frames import MARKET_TICKER
 from feedback_loop.lib.promotion import PromotionDecision, decide_promotion
 from feedback_loop.lib.training.artifact import ArtifactIntegrityError
 from feedback_loop.lib.training.config import TrainingConfig
@@ -31,6 +32,12 @@ def training_pairs(disclosures: pd.DataFrame, start, end) -> pd.DataFrame:
     ]
     return (eligible[["ticker", "disclosure_date"]].rename(columns={"disclosure_date": "as_of"})
             .drop_duplicates().sort_values(["as_of", "ticker"]).reset_index(drop=True))
+
+
+def latest_market_date(conn: sa.Connection) -> pd.Timestamp | None:
+    """The last day with a SPY price: the default training date."""
+    latest = conn.execute(sa.text("SELECT max(date) FROM prices WHERE ticker = :t"), {"t": MARKET_TICKER}).scalar()
+    return None if latest is None else pd.Timestamp(latest)
 
 
 def feature_window_start(as_of, config: TrainingConfig, window_days: int) -> pd.Timestamp:
