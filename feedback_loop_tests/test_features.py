@@ -375,3 +375,64 @@ def test_vectors_missing_a_feature_key_are_rejected():
     with pytest.raises(ValueError, match="vix_level"):
         features_frame_from_vectors([vector])
     assert list(features_frame_from_vectors([]).columns) == FEATURE_NAMES
+
+
+def _brute_force_disclosure_features(disclosures: pd.DataFrame, ticker: str, as_of, window_days: int) -> dict:
+    """The disclosure features of one (ticker, as_of), straight from their definitions."""
+    d = disclosures[(disclosures["ticker"] == ticker) & disclosures["asset_type"].isin(["stock", "etf"])]
+    d = d[(d["disclosure_date"] <= as_of) & (d["disclosure_date"] > as_of - pd.Timedelta(days=window_days))]
+    buys = (d["transaction_type"] == "purchase").sum()
+    sells = d["transaction_type"].isin(["sale_full", "sale_partial"]).sum()
+    volume = d["amount_min_usd"].where(d["amount_max_usd"].isna(), (d["amount_min_usd"] + d["amount_max_usd"]) / 2)
+    volume = volume * d["duplicate_count"]
+    sign = np.where(d["transaction_type"] == "purchase", 1.0, np.where(d["transaction_type"] == "exchange", 0.0, -1.0))
+    dems, reps = (d["party"] == "D").sum(), (d["party"] == "R").sum()
+    recent = (d["disclosure_date"] > as_of - pd.Timedelta(days=min(window_days, 30))).sum()
+    return {
+        "trade_count": len(d),
+        "politician_count": d["politician_id"].fillna(d["filer_name"]).nunique(),
+        "buy_sell_ratio": min(buys / sells, policy.BUY_SELL_RATIO_CAP) if sells else (policy.BUY_SELL_RATIO_CAP if buys else 1.0),
+        "recent_activity_30d": recent,
+        "bipartisan": float(dems > 0 and reps > 0),
+        "net_volume": float((volume * sign).sum()),
+        "volume_magnitude": math.log1p(volume.sum()),
+        "party_alignment": max(dems, reps) / (dems + reps) if dems + reps else math.nan,
+        "disclosure_delay": ((d["disclosure_date"] - d["transaction_date"]).dt.days.mean() if len(d) else math.nan),
+        "committee_relevance": (d["chamber"] == "senate").mean() if len(d) else math.nan,
+    }
+
+
+@pytest.mark.parametrize("window_days", [90, 20])
+def test_windowed_sums_match_brute_force_on_random_filings(prices, window_days):
+    """Many members filing the same tickers on the same and nearby days, including repeats of
+    one member within a window, as_of dates on window edges, before all filings and after."""
+    rng = np.random.default_rng(3)
+    n = 400
+    filed = AS_OF - pd.to_timedelta(rng.integers(0, 200, n), "D")
+    rows = [
+        disclosure(
+            ticker=rng.choice(["AAA", "BBB", "CCC"]),
+            politician_id=rng.choice(["p1", "p2", "p3", None]),
+            filer_name=rng.choice(["Sen. A", "Sen. B"]),
+            chamber=rng.choice(["house", "senate"]),
+            party=rng.choice(["D", "R", "I", None]),
+            transaction_type=rng.choice(["purchase", "sale_full", "sale_partial", "exchange"]),
+            asset_type=rng.choice(["stock", "etf", "option"], p=[0.7, 0.2, 0.1]),
+            disclosure_date=f,
+            transaction_date=f - pd.Timedelta(days=int(rng.integers(0, 45))),
+            amount_max_usd=rng.choice([15000.0, None]),
+            duplicate_count=int(rng.integers(1, 3)),
+        )
+        for f in filed
+    ]
+    disclosures = frame(rows)
+    as_of = AS_OF - pd.to_timedelta(np.arange(-5, 260, 7), "D")
+    pairs = pd.DataFrame([(t, d) for t in ["AAA", "BBB", "CCC", "ZZZ"] for d in as_of], columns=["ticker", "as_of"])
+    got = compute_ticker_features(disclosures, prices, pairs=pairs, window_days=window_days)
+    expected = pd.DataFrame([
+        _brute_force_disclosure_features(disclosures, t, d, window_days) for t, d in pairs.itertuples(index=False)
+    ])
+    assert expected["trade_count"].gt(0).sum() > 50 and expected["politician_count"].gt(1).sum() > 20
+    for column in expected.columns:
+        np.testing.assert_allclose(got[column].to_numpy(float), expected[column].to_numpy(float),
+                                   rtol=1e-12, err_msg=column)

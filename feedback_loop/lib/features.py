@@ -213,50 +213,65 @@ def _active_pairs(eligible: pd.DataFrame, as_of_dates: Iterable, window_days: in
     """Every (ticker, as_of) with >= 1 eligible disclosure filed in (as_of - window_days, as_of].
 
     A disclosure filed on f is in the window of the dates d with f <= d < f + window_days:
-    a contiguous run of the sorted dates, found by binary search and expanded with repeat.
+    a contiguous run of the sorted dates, found by binary search. Runs are marked +1/-1 on
+    a (date, ticker) grid whose running sum along the dates is the number of disclosures
+    in each window.
     """
     dates = np.unique(_normalized(list(as_of_dates)))
+    codes, tickers = pd.factorize(eligible["ticker"], sort=True)
     filed = eligible["filed"].to_numpy()
     first = np.searchsorted(dates, filed, side="left")
     stop = np.searchsorted(dates, filed + np.timedelta64(window_days, "D"), side="left")
-    runs = stop - first
-    offsets = np.arange(runs.sum()) - np.repeat(np.cumsum(runs) - runs, runs)
-    expanded = pd.DataFrame(
-        {
-            "ticker": np.repeat(eligible["ticker"].to_numpy(dtype=object), runs),
-            "as_of": dates[np.repeat(first, runs) + offsets],
-        }
-    )
-    return expanded.drop_duplicates().sort_values(["as_of", "ticker"], ignore_index=True)
+    in_window = np.zeros((len(dates) + 1, len(tickers)), dtype=np.int32)
+    np.add.at(in_window, (first, codes), 1)
+    np.add.at(in_window, (stop, codes), -1)
+    date_idx, ticker_idx = np.nonzero(np.cumsum(in_window[:-1], axis=0))
+    return pd.DataFrame({
+        "ticker": np.asarray(tickers, dtype=object)[ticker_idx],
+        "as_of": dates[date_idx],
+    })
 
 
 def _disclosure_features(
     requests: pd.DataFrame, eligible: pd.DataFrame, window_days: int
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(trade/buy/sell counts, disclosure features) for each request row, as arrays."""
+    """(trade/buy/sell counts, disclosure features) for each request row, as arrays.
+
+    A disclosure filed on day f counts for the as_of days in [f, f + window_days), so each
+    windowed sum is (weights of disclosures starting on or before as_of) minus (weights of
+    those whose window ended on or before as_of): two prefix sums over disclosures sorted
+    by (ticker, day) and a binary search per request, O((disclosures + requests) log n).
+    """
     n = len(requests)
-    keyed = pd.DataFrame({"ticker": requests["ticker"].to_numpy(dtype=object), "row": np.arange(n)})
-    keyed["as_of"] = requests["as_of"].to_numpy()
-    joined = keyed.merge(eligible, on="ticker", how="inner")
-    as_of = joined["as_of"].to_numpy()
-    filed = joined["filed"].to_numpy()
-    window = joined.loc[(filed <= as_of) & (filed > as_of - np.timedelta64(window_days, "D"))]
-    row = window["row"].to_numpy()
-
-    def per_row(weights: str | np.ndarray | None = None) -> np.ndarray:
-        values = window[weights].to_numpy() if isinstance(weights, str) else weights
-        return np.bincount(row, weights=values, minlength=n).astype(float)
-
-    trades = per_row()
-    buys = per_row("buy")
-    sells = per_row("sell")
-    democrats = per_row("democrat")
-    republicans = per_row("republican")
-    recent = window["filed"].to_numpy() > window["as_of"].to_numpy() - np.timedelta64(
-        RECENT_ACTIVITY_DAYS, "D"
+    codes, _ = pd.factorize(
+        np.concatenate([requests["ticker"].to_numpy(dtype=object), eligible["ticker"].to_numpy(dtype=object)])
     )
-    n_politicians = int(eligible["politician"].max()) + 1 if len(eligible) else 1
-    distinct = pd.unique(row.astype(np.int64) * n_politicians + window["politician"].to_numpy())
+    request_code, disclosure_code = codes[:n].astype(np.int64), codes[n:].astype(np.int64)
+    filed_day = _day_numbers(eligible["filed"].to_numpy())
+    as_of_day = _day_numbers(requests["as_of"].to_numpy())
+    origin = int(filed_day.min()) if len(filed_day) else 0
+    span = (int(filed_day.max()) - origin if len(filed_day) else 0) + window_days + 2
+
+    def key(code: np.ndarray, day: np.ndarray) -> np.ndarray:
+        # One band of `span` keys per ticker; a request day outside the band is clipped to
+        # just below or at its top, where every window of the ticker is already open-and-closed
+        # or not yet open.
+        return code * span + np.clip(day - origin, -1, span - 1)
+
+    query = key(request_code, as_of_day)
+    start = key(disclosure_code, filed_day)
+    weights = np.column_stack([
+        np.ones(len(eligible)), eligible["buy"], eligible["sell"], eligible["democrat"],
+        eligible["republican"], eligible["senate"], eligible["volume_usd"],
+        eligible["signed_volume_usd"], eligible["delay_days"],
+    ]).astype(float)
+    trades, buys, sells, democrats, republicans, senate, volume, net_volume, delay = _window_sums(
+        start, start + window_days, weights, query
+    ).T
+    recent = _window_sums(start, start + min(window_days, RECENT_ACTIVITY_DAYS),
+                          np.ones((len(eligible), 1)), query)[:, 0]
+    politicians = _window_sums(*_first_filing_in_window(disclosure_code, eligible["politician"].to_numpy(),
+                                                        start, window_days), query)[:, 0]
     ratio = np.select(
         [sells > 0, buys > 0],
         [np.minimum(_ratio(buys, sells), policy.BUY_SELL_RATIO_CAP), policy.BUY_SELL_RATIO_CAP],
@@ -268,17 +283,51 @@ def _disclosure_features(
         "sell_count": sells.astype(np.int64),
     }
     features = {
-        "politician_count": np.bincount(distinct // n_politicians, minlength=n).astype(float),
+        "politician_count": politicians,
         "buy_sell_ratio": ratio,
-        "recent_activity_30d": per_row(recent.astype(float)),
+        "recent_activity_30d": recent,
         "bipartisan": ((democrats > 0) & (republicans > 0)).astype(float),
-        "net_volume": per_row("signed_volume_usd"),
-        "volume_magnitude": np.log1p(per_row("volume_usd")),
+        "net_volume": net_volume,
+        "volume_magnitude": np.log1p(volume),
         "party_alignment": _ratio(np.maximum(democrats, republicans), democrats + republicans),
-        "disclosure_delay": _ratio(per_row("delay_days"), trades),
-        "committee_relevance": _ratio(per_row("senate"), trades),
+        "disclosure_delay": _ratio(delay, trades),
+        "committee_relevance": _ratio(senate, trades),
     }
     return counts, features
+
+
+def _day_numbers(dates: np.ndarray) -> np.ndarray:
+    """Midnight datetime64 values as whole days since the epoch (int64)."""
+    return dates.astype("datetime64[D]").astype(np.int64)
+
+
+def _window_sums(start: np.ndarray, end: np.ndarray, weights: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Per query key, the column sums of `weights` over the rows with start <= query < end."""
+    def prefix(bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(bounds, kind="stable")
+        totals = np.vstack([np.zeros((1, weights.shape[1])), np.cumsum(weights[order], axis=0)])
+        return bounds[order], totals
+
+    starts, started = prefix(start)
+    ends, ended = prefix(end)
+    return started[np.searchsorted(starts, query, side="right")] - ended[np.searchsorted(ends, query, side="right")]
+
+
+def _first_filing_in_window(code: np.ndarray, politician: np.ndarray, start: np.ndarray, window_days: int):
+    """(start, end, weights) for `_window_sums` counting distinct politicians per window.
+
+    Of one politician's filings on a ticker inside a window, exactly one is the first: the
+    one whose previous filing (same ticker and politician, strictly earlier day) lies
+    outside the window. For a filing on day f with previous filing on day p, that holds for
+    the as_of days in [max(f, p + window_days), f + window_days).
+    """
+    keys = pd.DataFrame({"code": code, "politician": politician, "start": start}).drop_duplicates()
+    keys = keys.sort_values(["code", "politician", "start"])
+    same_member = (keys["code"].diff().eq(0) & keys["politician"].diff().eq(0)).to_numpy()
+    first_start = keys["start"].to_numpy()
+    previous = np.roll(first_start, 1)
+    first = np.where(same_member, np.maximum(first_start, previous + window_days), first_start)
+    return first, first_start + window_days, np.ones((len(keys), 1))
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
