@@ -14,7 +14,7 @@ from feedback_loop.lib.features import (
     FEATURE_FRAME_COLUMNS,
     FEATURE_NAMES,
     compute_ticker_features,
-    feature_vector,
+    feature_vectors,
     features_frame_from_vectors,
 )
 from feedback_loop.lib.frames import DISCLOSURE_COLUMNS
@@ -362,7 +362,7 @@ def test_exactly_one_selector(disclosures, prices):
 
 def test_feature_vector_round_trip(disclosures, prices):
     out = compute_ticker_features(disclosures, prices, as_of_dates=[AS_OF], sectors=SECTORS)
-    vectors = [feature_vector(row) for _, row in out.iterrows()]
+    vectors = feature_vectors(out)
     assert all(list(v) == FEATURE_NAMES for v in vectors)
     stored = json.loads(json.dumps(vectors, allow_nan=False))  # JSON-able: NaN became None
     assert stored[1]["market_momentum"] is None  # BBB has no prices

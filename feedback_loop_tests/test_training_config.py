@@ -32,7 +32,7 @@ def test_outcome_weight_bounds_are_inclusive(weight):
     assert TrainingConfig(outcome_weight=weight).outcome_weight == weight
 
 
-@pytest.mark.parametrize("days", [29, 731])
+@pytest.mark.parametrize("days", [29, 3654])
 def test_lookback_days_bounds(days):
     with pytest.raises(ValidationError):
         TrainingConfig(lookback_days=days)

@@ -6,7 +6,7 @@ FEEDBACK_LOOP_LEGISLATOR_FILES  congress-legislators CSVs, separated by ':'
 FEEDBACK_LOOP_PRICE_SOURCE      synthetic (default) | files | yfinance
 FEEDBACK_LOOP_PRICE_FILE        long-format daily prices (CSV or Parquet)
 FEEDBACK_LOOP_SYNTHETIC_SEED    seed of the synthetic demo data (default 7)
-FEEDBACK_LOOP_SYNTHETIC_SCALE   synthetic size as "disclosures,tickers,years" (default: the demo's 2 years)
+FEEDBACK_LOOP_SYNTHETIC_SCALE   synthetic size as "disclosures,tickers,years[,start date]" (default: the demo's 2 years)
 """
 
 
@@ -26,13 +26,16 @@ def _paths(env_name: str) -> list[str]:
 
 
 def synthetic_config(seed: int, scale: str):
-    """The synthetic data's config: the demo default, or a "disclosures,tickers,years" scale."""
+    """The synthetic data's config: the demo default, or a "disclosures,tickers,years[,start]" scale."""
+    import pandas as pd
+
     from feedback_loop.lib.synthetic import SyntheticConfig
 
     if not scale:
         return SyntheticConfig(seed=seed)
-    disclosures, tickers, years = scale.split(",")
-    return SyntheticConfig.scale(int(disclosures), int(tickers), float(years), seed=seed)
+    disclosures, tickers, years, *start = scale.split(",")
+    extra = {"start": pd.Timestamp(start[0])} if start else {}
+    return SyntheticConfig.scale(int(disclosures), int(tickers), float(years), seed=seed, **extra)
 
 
 class DatabaseResource(dg.ConfigurableResource):

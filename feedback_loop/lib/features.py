@@ -150,13 +150,14 @@ def compute_ticker_features(
     return out
 
 
-def feature_vector(row: Mapping | pd.Series) -> dict[str, float | None]:
-    """The JSON-able feature dict stored with a signal: keys `FEATURE_NAMES`, NaN -> None."""
-    return {name: (None if pd.isna(row[name]) else float(row[name])) for name in FEATURE_NAMES}
+def feature_vectors(frame: pd.DataFrame) -> list[dict[str, float | None]]:
+    """The JSON-able feature dict stored with each row's signal: keys `FEATURE_NAMES`, NaN -> None."""
+    values = frame[FEATURE_NAMES].astype(float)
+    return values.astype(object).where(values.notna(), None).to_dict("records")
 
 
 def features_frame_from_vectors(vectors: Iterable[Mapping]) -> pd.DataFrame:
-    """Inverse of `feature_vector` over many stored vectors: a float frame of `FEATURE_NAMES`.
+    """Inverse of `feature_vectors` over many stored vectors: a float frame of `FEATURE_NAMES`.
 
     None becomes NaN. A feature key that no vector carries raises ValueError (training
     must never silently drop or default a feature the vectors were supposed to store).

@@ -19,7 +19,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from feedback_loop.lib import db, registry
-from feedback_loop.lib.features import feature_vector
+from feedback_loop.lib.features import feature_vectors
 from feedback_loop.lib.registry import ModelRecord
 from feedback_loop.lib.training.artifact import ArtifactIntegrityError, load_model
 from feedback_loop.lib.training.model import TrainedModel
@@ -101,9 +101,10 @@ def candidate_as_of(conn: sa.Connection, as_of) -> ServingResult:
     return load_for_serving([(registry.get_model(conn, newest.model_id), ServingPath.CHAMPION)])
 
 
-def feature_hash(row) -> str:
-    """sha256 of the JSON feature vector (the one stored in trading_signals.features)."""
-    return hashlib.sha256(json.dumps(feature_vector(row), sort_keys=True).encode()).hexdigest()
+def feature_hashes(features: pd.DataFrame) -> list[str]:
+    """sha256 of each row's JSON feature vector (the one stored in trading_signals.features)."""
+    return [hashlib.sha256(json.dumps(vector, sort_keys=True).encode()).hexdigest()
+            for vector in feature_vectors(features)]
 
 
 def score_with_logging(
@@ -146,7 +147,7 @@ def score_with_logging(
         "model_version": record.version,
         "role": PredictionRole(role).value,
         "serving_path": ServingPath(serving_path).value,
-        "feature_hash": [feature_hash(row) for row in features.to_dict("records")],
+        "feature_hash": feature_hashes(features),
         "probabilities": scored["probabilities"].to_list(),
         "predicted_class": scored["ml_signal_type"].to_numpy(),
         "confidence": scored["ml_confidence"].to_numpy(dtype=float),

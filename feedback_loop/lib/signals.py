@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from feedback_loop.lib.blending import blend_signals
-from feedback_loop.lib.features import FEATURE_NAMES, feature_vector
+from feedback_loop.lib.features import feature_vectors
 from feedback_loop.lib.policy import PortfolioPolicy
 from feedback_loop.lib.vocab import ServingPath
 
@@ -39,7 +39,7 @@ def build_signals(
         model_version=model_version if ml is not None else None,
         serving_path=serving_path.value,
     )
-    signals["features"] = [feature_vector(row) for row in signals[FEATURE_NAMES].to_dict("records")]
+    signals["features"] = feature_vectors(signals)
     if challenger is not None:
         shadow = challenger[["ticker", "as_of", "ml_signal_type"]].rename(
             columns={"ml_signal_type": "challenger_signal_type"})

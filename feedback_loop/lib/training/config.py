@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from feedback_loop.lib.policy import OUTCOME_WINDOW_DAYS
 from feedback_loop.lib.vocab import SignalType
 
+#: The longest training lookback: ten years (leap days included).
+MAX_LOOKBACK_DAYS = 3653
+
 #: Holidays a 20-trading-day window can contain on top of its weekends (NYSE calendar).
 _HOLIDAY_ALLOWANCE_DAYS = 3
 
@@ -49,7 +52,8 @@ class TrainingConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    lookback_days: int = Field(default=365, ge=30, le=730)
+    #: Calendar days of filings a training set reaches back; up to ten years of history.
+    lookback_days: int = Field(default=365, ge=30, le=MAX_LOOKBACK_DAYS)
     #: Trading days of the forward-return label.
     horizon_days: int = Field(default=20, ge=1, le=120)
     num_classes: Literal[3, 5] = 5

@@ -71,16 +71,17 @@ def fit_temperature(margins: np.ndarray, y: np.ndarray, weights: np.ndarray) -> 
     return TemperatureCalibrator(float(np.exp(result.x)))
 
 
-def _matrix(frame: pd.DataFrame, feature_names: list[str], *, labeled: bool) -> xgb.DMatrix:
+def _feature_values(frame: pd.DataFrame, feature_names: list[str]) -> np.ndarray:
     missing = [name for name in feature_names if name not in frame.columns]
     if missing:
         raise ValueError(f"feature columns missing from the frame: {missing}")
+    return frame[feature_names].to_numpy(dtype=np.float32)
+
+
+def _training_matrix(frame: pd.DataFrame, feature_names: list[str]) -> xgb.DMatrix:
     return xgb.DMatrix(
-        frame[feature_names].to_numpy(dtype=float),
-        label=frame["label"].to_numpy(dtype=int) if labeled else None,
-        weight=frame["weight"].to_numpy(dtype=float) if labeled else None,
-        feature_names=feature_names,
-        missing=np.nan,
+        _feature_values(frame, feature_names), label=frame["label"].to_numpy(dtype=int),
+        weight=frame["weight"].to_numpy(dtype=float), feature_names=feature_names, missing=np.nan,
     )
 
 
@@ -92,13 +93,15 @@ def _fit_booster(frame: pd.DataFrame, feature_names: list[str], config: Training
         "colsample_bytree": hp.colsample_bytree, "min_child_weight": hp.min_child_weight,
         "max_bin": hp.max_bin, "seed": hp.seed, "nthread": hp.nthread, "eval_metric": "mlogloss",
     }
-    return xgb.train(params, _matrix(frame, feature_names, labeled=True),
+    return xgb.train(params, _training_matrix(frame, feature_names),
                      num_boost_round=hp.n_estimators)
 
 
 def _margins(booster: xgb.Booster, frame: pd.DataFrame, feature_names: list[str]) -> np.ndarray:
-    margins = booster.predict(_matrix(frame, feature_names, labeled=False), output_margin=True)
-    return margins.astype(np.float64)
+    """Raw class scores; `inplace_predict` skips building a DMatrix (most of a small batch's cost)."""
+    margins = booster.inplace_predict(_feature_values(frame, feature_names), predict_type="margin",
+                                      missing=np.nan, validate_features=False)
+    return np.asarray(margins, dtype=np.float64)
 
 
 def _scalars(result: dict[str, Any]) -> dict[str, Any]:
