@@ -380,14 +380,15 @@ def test_vectors_missing_a_feature_key_are_rejected():
 def _brute_force_disclosure_features(disclosures: pd.DataFrame, ticker: str, as_of, window_days: int) -> dict:
     """The disclosure features of one (ticker, as_of), straight from their definitions."""
     d = disclosures[(disclosures["ticker"] == ticker) & disclosures["asset_type"].isin(["stock", "etf"])]
-    d = d[(d["disclosure_date"] <= as_of) & (d["disclosure_date"] > as_of - pd.Timedelta(days=window_days))]
+    d = d[d["disclosure_date"] <= as_of]
+    recent = (d["disclosure_date"] > as_of - pd.Timedelta(days=30)).sum()
+    d = d[d["disclosure_date"] > as_of - pd.Timedelta(days=window_days)]
     buys = (d["transaction_type"] == "purchase").sum()
     sells = d["transaction_type"].isin(["sale_full", "sale_partial"]).sum()
     volume = d["amount_min_usd"].where(d["amount_max_usd"].isna(), (d["amount_min_usd"] + d["amount_max_usd"]) / 2)
     volume = volume * d["duplicate_count"]
     sign = np.where(d["transaction_type"] == "purchase", 1.0, np.where(d["transaction_type"] == "exchange", 0.0, -1.0))
     dems, reps = (d["party"] == "D").sum(), (d["party"] == "R").sum()
-    recent = (d["disclosure_date"] > as_of - pd.Timedelta(days=min(window_days, 30))).sum()
     return {
         "trade_count": len(d),
         "politician_count": d["politician_id"].fillna(d["filer_name"]).nunique(),

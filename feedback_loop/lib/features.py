@@ -251,7 +251,7 @@ def _disclosure_features(
     filed_day = _day_numbers(eligible["filed"].to_numpy())
     as_of_day = _day_numbers(requests["as_of"].to_numpy())
     origin = int(filed_day.min()) if len(filed_day) else 0
-    span = (int(filed_day.max()) - origin if len(filed_day) else 0) + window_days + 2
+    span = (int(filed_day.max()) - origin if len(filed_day) else 0) + max(window_days, RECENT_ACTIVITY_DAYS) + 2
 
     def key(code: np.ndarray, day: np.ndarray) -> np.ndarray:
         # One band of `span` keys per ticker; a request day outside the band is clipped to
@@ -269,8 +269,7 @@ def _disclosure_features(
     trades, buys, sells, democrats, republicans, senate, volume, net_volume, delay = _window_sums(
         start, start + window_days, weights, query
     ).T
-    recent = _window_sums(start, start + min(window_days, RECENT_ACTIVITY_DAYS),
-                          np.ones((len(eligible), 1)), query)[:, 0]
+    recent = _window_sums(start, start + RECENT_ACTIVITY_DAYS, np.ones((len(eligible), 1)), query)[:, 0]
     politicians = _window_sums(*_first_filing_in_window(disclosure_code, eligible["politician"].to_numpy(),
                                                         start, window_days), query)[:, 0]
     ratio = np.select(
