@@ -289,6 +289,54 @@ def replay(start, end, disclosure_files, legislator_files, price_file, report_di
 
 
 @main.command()
+@click.option("--disclosures", default=100_000, show_default=True, help="Synthetic disclosures.")
+@click.option("--tickers", default=1_000, show_default=True, help="Synthetic tickers (SPY comes on top).")
+@click.option("--years", default=10.0, show_default=True, help="Years of history (ending 2025-12-31).")
+@click.option("--repeats", default=3, show_default=True, help="Timed runs per stage after one warm-up.")
+@click.option("--scaling", is_flag=True, help="Run at 10k, 100k and 1M disclosures and report the growth.")
+@click.option("--json", "json_path", is_flag=False, flag_value="-", default=None,
+              help="Write the result as JSON to FILE ('-' or no value: standard output).", metavar="[FILE]")
+def bench(disclosures: int, tickers: int, years: float, repeats: int, scaling: bool, json_path: str | None) -> None:
+    """Time every stage (parse, ingest, features, labels, training, gate, scoring, loop, replay) at a scale."""
+    import json
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from feedback_loop.lib import bench as bench_lib
+
+    log = (lambda line: click.echo(line, err=True)) if json_path == "-" else click.echo
+    if scaling:
+        runs = []
+        for size in bench_lib.SCALING_DISCLOSURES:
+            # One process per size: each peak-memory figure is its own.
+            with tempfile.NamedTemporaryFile(suffix=".json") as out:
+                subprocess.run([sys.executable, "-m", "feedback_loop.cli", "bench", "--disclosures", str(size),
+                                "--tickers", str(tickers), "--years", str(years), "--repeats", str(repeats),
+                                "--json", out.name], check=True, stdout=sys.stderr if json_path == "-" else None)
+                runs.append(json.loads(Path(out.name).read_text()))
+        result = bench_lib.scaling_summary(runs)
+        for name, growth in result["growth"].items():
+            values = "  ".join(f"{v:10.4f}" for v in growth["values"])
+            ratios = "  ".join(f"x{r}" for r in growth["ratios"])
+            log(f"  {name:<20} {growth['metric']:<8} {values}   growth {ratios}")
+    else:
+        try:
+            result = bench_lib.run_bench(bench_lib.BenchScale(disclosures, tickers, years), repeats=repeats, log=log)
+        except PostgresNotFound as exc:
+            raise click.ClickException(str(exc)) from exc
+        log(f"peak memory {result['peak_memory_mb']:,.0f} MB; total {result['total_seconds']:.0f} s")
+        for name, target in result["targets"].items():
+            log(f"  target {name:<24} {target['value']:>10} <= {target['target']:<8} {'met' if target['met'] else 'MISSED'}")
+    saved = bench_lib.save_result(result)
+    log(f"saved {saved}")
+    if json_path == "-":
+        click.echo(json.dumps(result, indent=2, default=str))
+    elif json_path:
+        bench_lib.write_json(result, Path(json_path))
+
+
+@main.command()
 def demo() -> None:
     """Set up, simulate 12 months of synthetic history, materialize the final day through Dagster."""
     from feedback_loop.demo import run_demo

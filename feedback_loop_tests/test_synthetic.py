@@ -8,12 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feedback_loop.lib import frames
+from feedback_loop.lib import frames, parsing
 from feedback_loop.lib.synthetic import (
+    HOUSE_AMOUNT_TEXT,
+    HOUSE_FILE_COLUMNS,
+    LEGISLATOR_FILE_COLUMNS,
+    SENATE_AMOUNT_TEXT,
+    SENATE_FILE_COLUMNS,
     SyntheticConfig,
     SyntheticDisclosureSource,
     SyntheticPriceSource,
     generate,
+    published_frames,
+    published_legislators,
 )
 
 REAL_BANDS = {
@@ -247,3 +254,95 @@ def test_scale_builds_benchmark_configs():
 def test_config_rejects_a_majority_of_informed_members():
     with pytest.raises(ValueError):
         SyntheticConfig(informed_share=0.6)
+
+
+# --- the published file formats ------------------------------------------------------------
+
+PUBLISHED_CONFIGS = [
+    SyntheticConfig(),
+    # More members (shared last names, two chambers per state) over a different span.
+    SyntheticConfig.scale(20_000, 200, 3.0, n_politicians=535, seed=11,
+                          start=pd.Timestamp("2016-03-01")),
+]
+
+
+def test_published_frames_use_the_files_formats(data):
+    house, senate = published_frames(data)
+    assert list(house.columns) == HOUSE_FILE_COLUMNS and set(parsing.HOUSE_COLUMNS) <= set(house.columns)
+    assert list(senate.columns) == SENATE_FILE_COLUMNS and set(parsing.SENATE_COLUMNS) <= set(senate.columns)
+    assert len(house) + len(senate) == len(data.disclosures)
+    assert sorted([*house.index, *senate.index]) == list(data.disclosures.index)
+    chamber = data.disclosures["chamber"]
+    assert (chamber[house.index] == "house").all() and (chamber[senate.index] == "senate").all()
+    for frame in (house, senate):
+        assert frame.map(lambda v: isinstance(v, str)).all().all()  # all strings, like a read file
+        assert frame["ticker"].str.fullmatch(r"[A-Z]{3,4}|--").all()
+
+    assert house["disclosure_date"].str.fullmatch(r"\d{2}/\d{2}/\d{4}").all()
+    assert house["transaction_date"].str.fullmatch(r"\d{4}-\d{2}-\d{2}").all()
+    assert (house["disclosure_year"] == house["disclosure_date"].str[-4:]).all()
+    for column in ["transaction_date", "disclosure_date"]:  # Senate: M/D/YYYY, no zero padding
+        assert senate[column].str.fullmatch(r"[1-9]\d?/[1-9]\d?/\d{4}").all()
+    assert set(house["type"]) == {"purchase", "sale_full", "sale_partial", "exchange"}
+    assert set(senate["type"]) == {"Purchase", "Sale (Full)", "Sale (Partial)", "Exchange"}
+    assert set(house["amount"]) == set(HOUSE_AMOUNT_TEXT) and "$5,000,000 +" in HOUSE_AMOUNT_TEXT
+    assert set(senate["amount"]) == set(SENATE_AMOUNT_TEXT) and "Over $5,000,000" in SENATE_AMOUNT_TEXT
+    assert "$1,001 - $15,000" in HOUSE_AMOUNT_TEXT
+    assert set(house["owner"]) == {"joint", "self", "spouse", "dependent", "--"}
+    assert set(senate["owner"]) == {"Joint", "Self", "Spouse", "Child", "--"}
+    assert set(senate["asset_type"]) == {"Stock", "Other Securities"}
+    assert (senate["comment"] == "--").all()
+    assert house["representative"].str.fullmatch(r"Hon\. [A-Z][a-z]+( [A-Z]\.)? [A-Z][a-z]+").all()
+    assert senate["senator"].str.fullmatch(r"[A-Z][a-z]+( [A-Z])? [A-Z][a-z]+").all()
+    assert house["district"].str.fullmatch(r"[A-Z]{2}\d{2}").all()
+    assert set(house["cap_gains_over_200_usd"]) == {"True", "False"}
+    assert (house.loc[house["cap_gains_over_200_usd"] == "True", "type"].str.startswith("sale")).all()
+    again = published_frames(data)
+    pd.testing.assert_frame_equal(again[0], house)
+    pd.testing.assert_frame_equal(again[1], senate)
+
+
+def test_published_legislators_follow_the_legislators_file(data, tmp_path):
+    table = published_legislators(data)
+    assert list(table.columns) == LEGISLATOR_FILE_COLUMNS
+    assert len(table) == len(data.politicians)
+    assert set(table["type"]) == {"sen", "rep"} and set(table["party"]) == {"Democrat", "Republican", "Independent"}
+    assert table["birthday"].str.fullmatch(r"(19[4-8]\d)-\d{2}-\d{2}").all()
+    reps = table[table["type"] == "rep"]
+    assert reps["district"].str.fullmatch(r"\d{1,2}").all() and (table.loc[table["type"] == "sen", "district"] == "").all()
+    path = tmp_path / "legislators-current.csv"
+    table.to_csv(path, index=False)
+    loaded = parsing.load_legislators(path)
+    assert list(loaded["bioguide_id"]) == list(data.politicians["politician_id"])
+
+
+@pytest.mark.parametrize("config", PUBLISHED_CONFIGS, ids=["default", "535-members"])
+def test_published_frames_parse_back_to_the_synthetic_disclosures(config, tmp_path):
+    data = generate(config)
+    house, senate = published_frames(data)
+    path = tmp_path / "legislators-current.csv"
+    published_legislators(data).to_csv(path, index=False)
+    legislators = parsing.load_legislators(path)
+    for raw, parse in [(house, parsing.parse_house), (senate, parsing.parse_senate)]:
+        assert len(raw) > 0
+        result = parse(raw)
+        # Every row accepted: no rejects, no collapses (the synthetic keys are unique).
+        assert result.stats.rows_read == result.stats.accepted == len(raw)
+        assert result.stats.rejected == 0 and result.rejects.empty
+        assert result.stats.duplicates_collapsed == 0 and result.stats.balanced()
+        parsed, politicians = parsing.attach_politicians(result.accepted, legislators)
+        expected = data.disclosures.loc[raw.index].reset_index(drop=True)
+        assert parsed["politician_id"].notna().all()  # every filer matched to its member
+        for column in ["politician_id", "party", "state", "chamber", "ticker", "transaction_type",
+                       "transaction_date", "disclosure_date", "amount_min_usd", "amount_max_usd",
+                       "asset_type", "asset_description", "ptr_link"]:
+            pd.testing.assert_series_equal(
+                parsed[column].astype(object), expected[column].astype(object), check_names=False,
+                obj=column)
+        owner = expected["owner"].replace({"dependent": "child"} if parse is parsing.parse_senate else {})
+        pd.testing.assert_series_equal(parsed["owner"], owner.astype(object), check_names=False)
+        assert not parsed["filed_before_trade"].any() and (parsed["duplicate_count"] == 1).all()
+        members = data.politicians.set_index("politician_id").loc[politicians["politician_id"]]
+        assert set(politicians["politician_id"]) == set(expected["politician_id"])
+        assert (politicians["party"].to_numpy() == members["party"].to_numpy()).all()
+        assert (politicians["state"].to_numpy() == members["state"].to_numpy()).all()

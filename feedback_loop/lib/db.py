@@ -7,7 +7,9 @@ same server.
 
 from __future__ import annotations
 
+import io
 import os
+import uuid
 from functools import lru_cache
 from pathlib import Path
 
@@ -98,47 +100,136 @@ def migrate(engine: sa.Engine) -> list[str]:
     return applied_now
 
 
-def _db_value(value):
-    """Convert pandas/numpy scalars to what psycopg2 adapts (NaN/NaT -> NULL, dict/list -> JSON)."""
-    import json
+#: Rows per COPY statement: bounds the CSV text held in memory at once.
+COPY_CHUNK_ROWS = 200_000
+_INTEGER_TYPES = frozenset({"smallint", "integer", "bigint"})
+#: Column types without an equality operator: their rows are rewritten even when unchanged.
+_NO_EQUALITY_TYPES = frozenset({"json", "xml", "point"})
+#: Object-column kinds (`pandas.api.types.infer_dtype`) pyarrow converts as they are; other
+#: kinds (dicts, lists, mixtures) are written value by value as text, dicts/lists as JSON.
+_ARROW_KINDS = frozenset({
+    "empty", "string", "boolean", "integer", "floating", "mixed-integer-float", "date", "datetime",
+    "datetime64",
+})
 
-    import numpy as np
-    import pandas as pd
+
+def _column_types(cursor, table: str) -> dict[str, str]:
+    """Column name -> SQL type of `table` (resolved through the search_path)."""
+    cursor.execute(
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+        " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+        (table,),
+    )
+    return dict(cursor.fetchall())
+
+
+def _as_text(value) -> str:
+    """A value of a mixed object column as the database reads it: dict/list -> JSON text."""
+    import json
 
     if isinstance(value, (dict, list)):
         return json.dumps(value, default=float)
-    if value is None or (not isinstance(value, (str, bytes)) and pd.isna(value)):
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.date()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+    return str(value)
+
+
+def _arrow_column(values, sql_type: str):
+    """One frame column as a pyarrow array; every missing value (None/NaN/NaT) becomes null."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype(object)
+    if sql_type == "date" and pd.api.types.is_datetime64_any_dtype(values.dtype):
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            values = values.dt.tz_localize(None)  # the wall-clock date, as Timestamp.date()
+        return pa.array(values.to_numpy().astype("datetime64[D]"), from_pandas=True)
+    if values.dtype != object:
+        return pa.array(values, from_pandas=True)
+    values = values.where(values.notna(), None)
+    if pd.api.types.infer_dtype(values, skipna=True) in _ARROW_KINDS:
+        try:
+            return pa.array(values, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pass  # e.g. integers beyond int64, mixed time zones: fall back to text
+    return pa.array([None if v is None else _as_text(v) for v in values], type=pa.large_string())
+
+
+def _conflict_action(columns: list[str], key_columns: list[str], types: dict[str, str]) -> str:
+    """DO UPDATE of the non-key columns, skipping rows whose values are unchanged (an idempotent
+    re-run rewrites nothing); DO NOTHING when every column is a key."""
+    updates = [c for c in columns if c not in key_columns]
+    if not updates:
+        return "DO NOTHING"
+    action = "DO UPDATE SET " + ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in updates)
+    if any(types[c] in _NO_EQUALITY_TYPES for c in updates):
+        return action
+    current = ", ".join(f't."{c}"' for c in updates)
+    incoming = ", ".join(f'EXCLUDED."{c}"' for c in updates)
+    return f"{action} WHERE ({current}) IS DISTINCT FROM ({incoming})"
 
 
 def upsert_frame(conn: sa.Connection, table: str, frame, key_columns: list[str]) -> int:
-    """INSERT ... ON CONFLICT (key) DO UPDATE every row of `frame`; returns rows written.
+    """INSERT ... ON CONFLICT (key) DO UPDATE every row of `frame`; returns rows written (len(frame)).
 
-    Re-running with the same frame leaves the table unchanged (idempotent materializations).
-    Rows go in multi-row VALUES pages (psycopg2's execute_values) on the connection's own
-    transaction: row-by-row executemany made bulk writes (a replay's prices) take minutes.
+    Re-running with the same frame leaves the table unchanged (idempotent materializations);
+    rows whose values are unchanged are not even rewritten. Rows sharing a key within `frame`
+    collapse to the last of them (one statement cannot update a row twice). Missing values
+    (None, NaN, NaT) are written as NULL, dicts and lists as JSON text (jsonb columns),
+    Timestamps into DATE columns as their date; empty strings stay empty strings.
+
+    The frame is converted column by column to Arrow, streamed as CSV with `COPY ... FROM STDIN`
+    into a temporary table holding the frame's columns, and merged from there with one
+    INSERT ... SELECT ... ON CONFLICT, all on the connection's own transaction. (Multi-row
+    VALUES pages converted value by value in Python wrote ~25k rows/s.)
     """
-    from psycopg2.extras import execute_values
-
     if frame is None or len(frame) == 0:
         return 0
+    import psycopg2.extensions
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
     columns = list(frame.columns)
-    updates = [c for c in columns if c not in key_columns]
-    set_clause = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in updates)
-    conflict = "DO UPDATE SET " + set_clause if updates else "DO NOTHING"
-    statement = (
-        f'INSERT INTO {table} ({", ".join(chr(34) + c + chr(34) for c in columns)}) VALUES %s '
-        f'ON CONFLICT ({", ".join(key_columns)}) {conflict}'
-    )
-    rows = [tuple(_db_value(v) for v in record) for record in frame.itertuples(index=False, name=None)]
-    with conn.connection.driver_connection.cursor() as cursor:
-        execute_values(cursor, statement, rows, page_size=2000)
-    return len(rows)
+    unique = frame[~frame.duplicated(subset=key_columns, keep="last")]
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cursor:
+        types = _column_types(cursor, table)
+        missing = [c for c in columns if c not in types]
+        if missing:
+            raise ValueError(f"table {table} has no columns {missing}")
+        arrays = [_arrow_column(unique[c], types[c]) for c in columns]
+        # Floats into integer columns go through numeric, rounded by the INSERT's assignment cast.
+        staged = [
+            "numeric" if types[c] in _INTEGER_TYPES and not pa.types.is_integer(a.type) else types[c]
+            for c, a in zip(columns, arrays, strict=True)
+        ]
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        stage = f"_upsert_{uuid.uuid4().hex}"
+        definitions = ", ".join(f'"{c}" {t}' for c, t in zip(columns, staged, strict=True))
+        cursor.execute(
+            f"CREATE TEMP TABLE {stage} ({definitions})" + ("" if raw.autocommit else " ON COMMIT DROP")
+        )
+        try:
+            data = pa.Table.from_arrays(arrays, names=[f"c{i}" for i in range(len(columns))])
+            # Strings are always quoted and NULLs never: '' stays '', NULL stays NULL.
+            options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
+            copy = f"COPY {stage} ({quoted}) FROM STDIN WITH (FORMAT csv)"
+            for start in range(0, data.num_rows, COPY_CHUNK_ROWS):
+                buffer = io.BytesIO()
+                pa_csv.write_csv(data.slice(start, COPY_CHUNK_ROWS), buffer, options)
+                buffer.seek(0)
+                cursor.copy_expert(copy, buffer, size=1 << 20)
+            keys = ", ".join(f'"{c}"' for c in key_columns)
+            cursor.execute(
+                f"INSERT INTO {table} AS t ({quoted}) SELECT {quoted} FROM {stage} "
+                f"ON CONFLICT ({keys}) {_conflict_action(columns, key_columns, types)}"
+            )
+        finally:
+            # After a database error the transaction is aborted and its rollback drops the table.
+            if raw.get_transaction_status() in (
+                psycopg2.extensions.TRANSACTION_STATUS_IDLE, psycopg2.extensions.TRANSACTION_STATUS_INTRANS
+            ):
+                cursor.execute(f"DROP TABLE IF EXISTS {stage}")
+    return len(frame)
 
 
 def schema_engine(url: str, schema: str) -> sa.Engine:

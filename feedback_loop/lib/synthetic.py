@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from feedback_loop.lib import frames
+from feedback_loop.lib import frames, parsing
 from feedback_loop.lib.vocab import AssetType, Chamber, DisclosureSource, Party, TransactionType
 
 SOURCE = DisclosureSource.SYNTHETIC.value
@@ -467,6 +467,166 @@ def generate(config: SyntheticConfig = SyntheticConfig()) -> SyntheticDataset:
         .sort_values(["start_date", "ticker"], ignore_index=True),
         informed_politician_ids=frozenset(politicians["politician_id"].iloc[informed]),
     )
+
+
+# --- the synthetic data in the published file formats ----------------------------------
+
+#: Columns of the House Stock Watcher files, in their order (`parsing.HOUSE_COLUMNS` and more).
+HOUSE_FILE_COLUMNS = [
+    "disclosure_year", "disclosure_date", "transaction_date", "owner", "ticker",
+    "asset_description", "type", "amount", "representative", "district", "ptr_link",
+    "cap_gains_over_200_usd",
+]
+#: Columns of the Senate Stock Watcher files, in their order (`parsing.SENATE_COLUMNS` and more).
+SENATE_FILE_COLUMNS = [
+    "transaction_date", "owner", "ticker", "asset_description", "asset_type", "type", "amount",
+    "comment", "senator", "ptr_link", "disclosure_date",
+]
+#: Columns of the unitedstates/congress-legislators CSV files, in their order.
+LEGISLATOR_FILE_COLUMNS = [
+    "last_name", "first_name", "middle_name", "suffix", "nickname", "full_name", "birthday",
+    "gender", "type", "state", "district", "senate_class", "party", "url", "address", "phone",
+    "contact_form", "rss_url", "twitter", "facebook", "youtube", "youtube_id", "bioguide_id",
+    "thomas_id", "opensecrets_id", "lis_id", "fec_ids", "cspan_id", "govtrack_id", "votesmart_id",
+    "ballotpedia_id", "washington_post_id", "icpsr_id", "wikipedia_id",
+]
+#: How each file writes an amount band: closed bands alike ("$1,001 - $15,000"); the
+#: open-ended one as "$5,000,000 +" (House) or "Over $5,000,000" (Senate).
+HOUSE_AMOUNT_TEXT = [f"${lo:,.0f} - ${hi:,.0f}" if hi is not None else f"${lo - 1:,.0f} +"
+                     for lo, hi in AMOUNT_BANDS]
+SENATE_AMOUNT_TEXT = [f"${lo:,.0f} - ${hi:,.0f}" if hi is not None else f"Over ${lo - 1:,.0f}"
+                      for lo, hi in AMOUNT_BANDS]
+_HOUSE_TYPE_TEXT = {str(kind): text for text, kind in parsing.HOUSE_TYPES.items()}
+_SENATE_TYPE_TEXT = {str(kind): text for text, kind in parsing.SENATE_TYPES.items()}
+_SENATE_OWNER_TEXT = {"joint": "Joint", "self": "Self", "spouse": "Spouse", "dependent": "Child"}
+#: Senate files file ETFs mostly under "Other Securities" (the parser then reads the description).
+_SENATE_ASSET_TEXT = {AssetType.STOCK.value: "Stock", AssetType.ETF.value: "Other Securities"}
+_PARTY_TEXT = {code: name for name, code in parsing.PARTIES.items()}
+_MISSING = "--"
+#: Share of House sales flagged with capital gains over $200.
+_CAP_GAINS_SHARE = 0.15
+
+
+def _date_text(dates: pd.Series, style: str) -> np.ndarray:
+    """Dates as "2020-01-02" (iso), "01/02/2020" (mdy) or "1/2/2020" (short), formatting
+    each distinct day once."""
+    codes, days = pd.factorize(dates)
+    days = pd.DatetimeIndex(days)
+    if style == "iso":
+        text = days.strftime("%Y-%m-%d")
+    elif style == "mdy":
+        text = days.strftime("%m/%d/%Y")
+    else:
+        text = (days.month.astype(str) + "/" + days.day.astype(str) + "/" + days.year.astype(str))
+    return np.asarray(text, dtype=object)[codes]
+
+
+def _published_members(dataset: SyntheticDataset) -> pd.DataFrame:
+    """Per politician (index politician_id): the names and district as the files write them.
+
+    Half of the members file with a middle initial ("Hon. Mary K. Smith" in the House,
+    "Mary K Smith" in the Senate); House districts are numbered within each state ("CA12",
+    at-large "MT00")."""
+    pols = dataset.politicians.set_index("politician_id")
+    rng = _rng(dataset.config, "published")
+    n = len(pols)
+    initial = pd.Series(rng.choice(_LETTERS, size=n), index=pols.index)
+    has_middle = pd.Series(rng.random(n) < 0.5, index=pols.index)
+    first, last = pols["first_name"], pols["last_name"]
+    house_name = "Hon. " + first + (" " + initial + ".").where(has_middle, "") + " " + last
+    senate_name = first + (" " + initial).where(has_middle, "") + " " + last
+    house = pols["chamber"] == Chamber.HOUSE.value
+    seats = pols["state"].map(HOUSE_SEATS)
+    number = (pols.groupby(["state", "chamber"]).cumcount() % seats + 1).where(seats > 1, 0)
+    born = pd.Timestamp("1940-01-01") + pd.to_timedelta(rng.integers(0, 45 * 365, size=n), "D")
+    return pd.DataFrame({
+        "filer": house_name.where(house, senate_name),
+        "middle_name": (initial + ".").where(has_middle, ""),
+        "district_number": number.where(house, 0),
+        "district": pols["state"] + number.map("{:02d}".format),
+        "senate_class": (pols.groupby(["state", "chamber"]).cumcount() % 3 + 1).astype(str),
+        "birthday": np.asarray(pd.DatetimeIndex(born).strftime("%Y-%m-%d")),
+        "gender": np.where(pd.Index(FIRST_NAMES).get_indexer(first) % 2 == 0, "M", "F"),
+    }, index=pols.index)
+
+
+def published_frames(dataset: SyntheticDataset) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The synthetic disclosures as raw (House, Senate) stock-watcher rows, all strings.
+
+    House members' trades become House rows (`HOUSE_FILE_COLUMNS`), senators' Senate rows
+    (`SENATE_FILE_COLUMNS`), in the files' own formats: House filing dates "MM/DD/YYYY" and
+    trade dates "YYYY-MM-DD", Senate dates "M/D/YYYY"; amount bands as the files write them;
+    House type codes ("sale_full"), Senate types ("Sale (Full)"); filers "Hon. First Last" /
+    "First Last" (sometimes with a middle initial); a missing ticker or owner as "--"; Senate
+    owner "dependent" as "Child", so it parses back as "child". `parsing.parse_house` /
+    `parse_senate` accept every row. Each frame keeps the index of its rows in
+    `dataset.disclosures`.
+    """
+    d = dataset.disclosures
+    members = _published_members(dataset)
+    who = members.index.get_indexer(d["politician_id"])
+    band = pd.Index([lo for lo, _ in AMOUNT_BANDS]).get_indexer(d["amount_min_usd"])
+    owner = d["owner"].astype(object)
+    ticker = d["ticker"].astype(object).where(d["ticker"].notna(), _MISSING)
+    kind = d["transaction_type"].astype(str)
+    rng = _rng(dataset.config, "published-rows")
+    cap_gains = kind.isin([TransactionType.SALE_FULL.value, TransactionType.SALE_PARTIAL.value]) & (
+        rng.random(len(d)) < _CAP_GAINS_SHARE)
+
+    house = pd.DataFrame({
+        "disclosure_year": d["disclosure_date"].dt.year.astype(str),
+        "disclosure_date": _date_text(d["disclosure_date"], "mdy"),
+        "transaction_date": _date_text(d["transaction_date"], "iso"),
+        "owner": owner.where(owner.notna(), _MISSING),
+        "ticker": ticker,
+        "asset_description": d["asset_description"],
+        "type": kind.map(_HOUSE_TYPE_TEXT),
+        "amount": np.asarray(HOUSE_AMOUNT_TEXT, dtype=object)[band],
+        "representative": members["filer"].to_numpy()[who],
+        "district": members["district"].to_numpy()[who],
+        "ptr_link": d["ptr_link"],
+        "cap_gains_over_200_usd": np.where(cap_gains, "True", "False"),
+    }, index=d.index)
+    senate = pd.DataFrame({
+        "transaction_date": _date_text(d["transaction_date"], "short"),
+        "owner": owner.map(_SENATE_OWNER_TEXT).where(owner.notna(), _MISSING),
+        "ticker": ticker,
+        "asset_description": d["asset_description"],
+        "asset_type": d["asset_type"].map(_SENATE_ASSET_TEXT),
+        "type": kind.map(_SENATE_TYPE_TEXT),
+        "amount": np.asarray(SENATE_AMOUNT_TEXT, dtype=object)[band],
+        "comment": _MISSING,
+        "senator": members["filer"].to_numpy()[who],
+        "ptr_link": d["ptr_link"],
+        "disclosure_date": _date_text(d["disclosure_date"], "short"),
+    }, index=d.index)
+    in_house = (d["chamber"] == Chamber.HOUSE.value).to_numpy()
+    return house[in_house][HOUSE_FILE_COLUMNS], senate[~in_house][SENATE_FILE_COLUMNS]
+
+
+def published_legislators(dataset: SyntheticDataset) -> pd.DataFrame:
+    """The synthetic politicians as a congress-legislators table (`LEGISLATOR_FILE_COLUMNS`,
+    all strings), so `parsing.load_legislators` + `attach_politicians` match the filers of
+    `published_frames`. bioguide_id is the synthetic politician_id: matched disclosures carry
+    the synthetic ids. Columns the parser does not read are left empty."""
+    pols = dataset.politicians
+    members = _published_members(dataset).loc[pols["politician_id"]]
+    senator = (pols["chamber"] == Chamber.SENATE.value).to_numpy()
+    table = pd.DataFrame({
+        "last_name": pols["last_name"].to_numpy(),
+        "first_name": pols["first_name"].to_numpy(),
+        "middle_name": members["middle_name"].to_numpy(),
+        "full_name": pols["full_name"].to_numpy(),
+        "birthday": members["birthday"].to_numpy(),
+        "gender": members["gender"].to_numpy(),
+        "type": np.where(senator, "sen", "rep"),
+        "state": pols["state"].to_numpy(),
+        "district": np.where(senator, "", members["district_number"].astype(str).to_numpy()),
+        "senate_class": np.where(senator, members["senate_class"].to_numpy(), ""),
+        "party": pols["party"].map(_PARTY_TEXT).to_numpy(),
+        "bioguide_id": pols["politician_id"].to_numpy(),
+    })
+    return table.reindex(columns=LEGISLATOR_FILE_COLUMNS, fill_value="")
 
 
 @dataclass(frozen=True)
