@@ -111,7 +111,7 @@ def blend_signals(
     out["signal_type"] = h_type
     out["confidence"] = confidence
     out["status"] = status
-    out["signal_id"] = (
-        pd.to_datetime(out["as_of"]).dt.strftime("%Y-%m-%d") + ":" + out["ticker"].astype(str)
-    )
-    return out.loc[confidence >= policy.min_signal_confidence].reset_index(drop=True)
+    out = out.loc[confidence >= policy.min_signal_confidence].reset_index(drop=True)
+    day = np.datetime_as_string(pd.to_datetime(out["as_of"]).to_numpy("datetime64[D]"), unit="D")
+    out["signal_id"] = pd.Series(day, dtype=object) + ":" + out["ticker"].astype(str)
+    return out

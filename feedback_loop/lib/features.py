@@ -152,8 +152,9 @@ def compute_ticker_features(
 
 def feature_vectors(frame: pd.DataFrame) -> list[dict[str, float | None]]:
     """The JSON-able feature dict stored with each row's signal: keys `FEATURE_NAMES`, NaN -> None."""
-    values = frame[FEATURE_NAMES].astype(float)
-    return values.astype(object).where(values.notna(), None).to_dict("records")
+    values = frame[FEATURE_NAMES].to_numpy(dtype=float)
+    rows = np.where(np.isnan(values), None, values.astype(object)).tolist()
+    return [dict(zip(FEATURE_NAMES, row)) for row in rows]
 
 
 def features_frame_from_vectors(vectors: Iterable[Mapping]) -> pd.DataFrame:
