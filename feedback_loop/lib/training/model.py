@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,12 +134,6 @@ def _averages(folds: list[dict[str, Any]]) -> dict[str, float | None]:
     return out
 
 
-#: Threads a model predicts with. Two halve a 10,000-row batch on 2 cores; a prediction is
-#: short, unlike training (`Hyperparameters.nthread`), where spinning OpenMP threads on a busy
-#: machine cost far more than they gained. The booster's serialized model does not change.
-PREDICTION_THREADS = min(2, os.cpu_count() or 1)
-
-
 @dataclass
 class TrainedModel:
     version: str
@@ -159,9 +152,6 @@ class TrainedModel:
     #: HOLDOUT_COLUMNS: the rows champion and challenger are both scored on.
     holdout: pd.DataFrame
     calibration_png: bytes
-
-    def __post_init__(self) -> None:
-        self.booster.set_param({"nthread": PREDICTION_THREADS})
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """Calibrated class probabilities, columns in `classes` order; NaN features allowed."""
