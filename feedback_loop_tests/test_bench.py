@@ -12,7 +12,7 @@ from feedback_loop.lib.pgcluster import create_database_if_missing
 
 STAGES = [
     "generate", "parse", "ingest_disclosures", "ingest_prices", "features", "features_reference", "labels",
-    "training", "promotion", "batch_scoring", "single_scoring", "daily_loop_step", "replay_day",
+    "training", "promotion", "batch_scoring", "batch_signals", "single_scoring", "daily_loop_step", "replay_day",
 ]
 
 
@@ -59,7 +59,8 @@ def test_the_figures_describe_the_same_data(result):
     assert stages["features_reference"]["rows"] == stages["features"]["rows"] == stages["labels"]["rows"]
     assert stages["features_reference"]["agreement"]["equal"], stages["features_reference"]["agreement"]
     assert stages["batch_scoring"]["rows"] == bench.BATCH_SIGNALS
-    assert 0 < stages["batch_scoring"]["signals_generated"] <= stages["batch_scoring"]["heuristic_candidates"]
+    assert sum(stages["batch_scoring"]["calls"].values()) == bench.BATCH_SIGNALS
+    assert 0 < stages["batch_signals"]["signals_generated"] <= stages["batch_signals"]["heuristic_candidates"]
     assert stages["training"]["boosters"] > 1, "the challenger was validated on folds, as the training job does"
     steps = stages["daily_loop_step"]["step_seconds"]
     assert {"disclosures", "market_prices", "ticker_features", "trading_signals", "portfolio_positions"} <= set(steps)

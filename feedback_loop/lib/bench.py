@@ -21,7 +21,8 @@ What each stage does (rows = what it handles):
   folds) with the default `TrainingConfig`, as of the last day (rows = training set).
 - promotion: the gate as `decide_and_apply` runs it, without its writes: both artifacts loaded
   and sha256-verified, both models scored on the challenger's holdout, decision taken.
-- batch_scoring: 10,000 feature rows to signals: heuristic, champion prediction, blend.
+- batch_scoring: the champion's calls on 10,000 feature rows (`predict_signals`).
+- batch_signals: the same rows to trading signals: heuristic, champion calls, blend, feature vectors.
 - single_scoring: one feature row through the champion, as serving times each prediction.
 - daily_loop_step: the `daily_loop_job` of the last trading day, materialized by Dagster
   against the database (ingest, features, signals, portfolio, outcomes, performance, drift).
@@ -291,16 +292,20 @@ def _scoring(features: pd.DataFrame, model, repeats: int) -> dict[str, dict]:
     batch = batch.assign(ticker=[f"T{i}" for i in range(len(batch))]).reset_index(drop=True)
     portfolio_policy = PortfolioPolicy()
 
-    def score_batch():
+    timing, predictions = measure(lambda: model.predict_signals(batch), repeats=repeats)
+    calls = {str(k): int(v) for k, v in predictions["ml_signal_type"].value_counts().items()}
+    stages = {"batch_scoring": _entry(timing, BATCH_SIGNALS, calls=calls)}
+
+    def signals_of_batch():
         ml = model.predict_signals(batch).assign(ticker=batch["ticker"], as_of=batch["as_of"])
         heuristic = score_heuristic(batch)
         signals = build_signals(heuristic, ml, blend_weight=portfolio_policy.ml_blend_weight, policy=portfolio_policy,
                                 serving_path=ServingPath.CHAMPION, model_id="bench", model_version=model.version)
         return heuristic, signals
 
-    timing, (heuristic, signals) = measure(score_batch, repeats=repeats)
-    stages = {"batch_scoring": _entry(timing, BATCH_SIGNALS, heuristic_candidates=len(heuristic),
-                                      signals_generated=len(signals))}
+    timing, (heuristic, signals) = measure(signals_of_batch, repeats=repeats)
+    stages["batch_signals"] = _entry(timing, BATCH_SIGNALS, heuristic_candidates=len(heuristic),
+                                     signals_generated=len(signals))
 
     latencies = []
     for position in range(SINGLE_SCORING_CALLS + 50):
