@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -153,6 +154,28 @@ def test_ticker_normalization(raw, expected):
     assert parsing.normalize_ticker(pd.Series([raw])).tolist() == [expected]
 
 
+def test_per_distinct_transforms_each_value_once_and_maps_back_in_place():
+    values = pd.Series(["b", None, "a", "b", np.nan, "a"], index=[5, 3, 5, 1, 0, 2], name="x")
+    calls = []
+
+    def upper(text: pd.Series) -> pd.Series:
+        calls.append(len(text))
+        return text.fillna("?").str.upper()
+
+    result = parsing._per_distinct(values, upper)
+    assert result.tolist() == ["B", "?", "A", "B", "?", "A"]
+    assert result.index.tolist() == [5, 3, 5, 1, 0, 2] and result.name == "x"
+    assert calls == [3]  # "b", "a" and one missing value for None and NaN
+
+
+def test_cleaners_treat_none_and_nan_as_empty_text():
+    values = pd.Series([None, "x", np.nan], dtype=object)
+    assert parsing.strip_html(values).tolist() == [None, "x", None]
+    assert parsing.clean_filer_name(values).tolist() == [None, "x", None]
+    assert parsing.normalize_ticker(values).tolist() == [None, "X", None]
+    assert parsing.parse_amount(values)[2].tolist() == [parsing.REASON_AMOUNT] * 3
+
+
 def test_missing_tickers_are_kept_and_counted():
     result = parsing.parse_house(house({"ticker": "--", "asset_description": "Rental property"}, {}))
     assert result.accepted["ticker"].isna().tolist() == [True, False]
@@ -241,6 +264,21 @@ def test_disclosure_id_is_stable_and_depends_on_the_natural_key():
     assert first == again
     assert len({first, other_owner, other_amount}) == 3
     assert len(first) == 64
+
+
+def test_disclosure_id_is_sha256_of_the_key_text_stored_ids_were_made_from():
+    result = parsing.parse_house(house({}, {
+        "ticker": "--", "asset_description": "<b>Rental</b> property", "owner": "",
+        "amount": "Over $50,000,000", "ptr_link": "",
+    }))
+    keys = [
+        ("house|Virginia Foxx|2020-02-24|2020-04-28|BHC|purchase|1001.0-15000.0|joint"
+         "|https://example/1.pdf"),
+        "house|Virginia Foxx|2020-02-24|2020-04-28|Rental property|purchase|50000001.0-||",
+    ]
+    assert result.accepted["disclosure_id"].tolist() == [
+        hashlib.sha256(key.encode()).hexdigest() for key in keys
+    ]
 
 
 def test_stats_balance_on_a_mixed_batch():
@@ -394,5 +432,5 @@ def test_without_legislator_files_filers_stay_unmatched_and_nothing_fails():
         "asset_type": "Stock", "type": "Purchase", "amount": "$1,001 - $15,000", "comment": "--",
         "senator": "Jane Q Public", "ptr_link": "https://example.invalid/ptr/1", "disclosure_date": "01/15/2020",
     }])
-    accepted, politicians = parsing.attach_politicians(parsing.parse_senate(raw).accepted, legislators)
+    accepted, _ = parsing.attach_politicians(parsing.parse_senate(raw).accepted, legislators)
     assert len(accepted) == 1 and accepted["politician_id"].isna().all() and accepted["party"].isna().all()

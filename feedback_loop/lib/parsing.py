@@ -11,6 +11,7 @@ import html
 import json
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,17 +94,40 @@ def _sha256(text: str) -> str:
 
 
 def _strings(raw: pd.DataFrame) -> pd.DataFrame:
-    return raw.astype("object").where(raw.notna(), "").astype(str)
+    """Every cell a str, missing cells ""."""
+    def text(column: pd.Series) -> pd.Series:
+        if isinstance(column.dtype, pd.StringDtype):  # already strings: skip the slow trip through object
+            return column.fillna("").astype(str)
+        return column.astype("object").where(column.notna(), "").astype(str)
+
+    columns = {i: text(column) for i, (_, column) in enumerate(raw.items())}
+    return pd.DataFrame(columns, index=raw.index).set_axis(raw.columns, axis=1)
+
+
+def _per_distinct(
+    values: pd.Series, transform: Callable[[pd.Series], pd.Series | pd.DataFrame]
+) -> pd.Series | pd.DataFrame:
+    """`transform(values)`, computed once per distinct value.
+
+    The text columns repeat a few hundred values over many rows, and pandas runs regexes
+    element by element. Missing values (None, NaN) all reach `transform` as one NaN, so the
+    callers fill them first.
+    """
+    codes, distinct = pd.factorize(values, use_na_sentinel=False)
+    return transform(pd.Series(distinct, name=values.name)).take(codes).set_axis(values.index)
 
 
 def strip_html(descriptions: pd.Series) -> pd.Series:
     """Remove tags, unescape entities (`&amp;`, `&nbsp;`; twice: some are `&amp;amp;`), collapse whitespace."""
-    no_tags = descriptions.fillna("").str.replace(r"<[^>]*>", " ", regex=True)
-    has_entity = no_tags.str.contains("&", regex=False)
-    unescaped = no_tags.where(
-        ~has_entity, no_tags[has_entity].map(lambda text: html.unescape(html.unescape(text))))
-    cleaned = unescaped.str.replace(r"\s+", " ", regex=True).str.strip()
-    return _none_where_missing(cleaned, cleaned != "")
+    def strip(text: pd.Series) -> pd.Series:
+        no_tags = text.str.replace(r"<[^>]*>", " ", regex=True)
+        has_entity = no_tags.str.contains("&", regex=False)
+        unescaped = no_tags.where(
+            ~has_entity, no_tags[has_entity].map(lambda text: html.unescape(html.unescape(text))))
+        cleaned = unescaped.str.replace(r"\s+", " ", regex=True).str.strip()
+        return _none_where_missing(cleaned, cleaned != "")
+
+    return _per_distinct(descriptions.fillna(""), strip)
 
 
 def normalize_ticker(tickers: pd.Series) -> pd.Series:
@@ -111,10 +135,12 @@ def normalize_ticker(tickers: pd.Series) -> pd.Series:
 
     Missing markers (`--`, empty, `N/A`) become None.
     """
-    t = tickers.fillna("").astype(str).str.upper().str.replace(r"\s+", "", regex=True)
-    t = t.str.strip("$")
-    t = t.str.replace("$", "-P", regex=False).str.replace(".", "-", regex=False)
-    return _none_where_missing(t, ~t.isin(MISSING_TICKERS))
+    def normalize(text: pd.Series) -> pd.Series:
+        t = text.str.upper().str.replace(r"\s+", "", regex=True).str.strip("$")
+        t = t.str.replace("$", "-P", regex=False).str.replace(".", "-", regex=False)
+        return _none_where_missing(t, ~t.isin(MISSING_TICKERS))
+
+    return _per_distinct(tickers.fillna("").astype(str), normalize)
 
 
 def parse_amount(amounts: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
@@ -123,32 +149,43 @@ def parse_amount(amounts: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     Open-ended bands ("Over $50,000,000", "$1,000,000 +") mean "more than X": floor X + 1,
     no maximum. A band cut off after its floor ("$1,001 -") is rejected as truncated.
     """
-    text = amounts.fillna("").astype(str).str.strip()
-    band = text.str.extract(r"^\$\s*([\d,]+)\s*-\s*\$\s*([\d,]+)$")
-    open_ended = text.str.extract(r"^(?:Over\s+\$\s*([\d,]+)|\$\s*([\d,]+)\s*\+)$", flags=re.IGNORECASE)
-    truncated = text.str.match(r"^\$\s*[\d,]+\s*-$")
-
     def number(column: pd.Series) -> pd.Series:
         return pd.to_numeric(column.str.replace(",", "", regex=False), errors="coerce")
 
-    open_floor = number(open_ended[0].fillna(open_ended[1])) + 1
-    amount_min = number(band[0]).fillna(open_floor)
-    amount_max = number(band[1])
-    reason = pd.Series(None, index=text.index, dtype="object")
-    reason[amount_min.isna() | (amount_max < amount_min)] = REASON_AMOUNT
-    reason[truncated] = REASON_TRUNCATED_AMOUNT
-    return amount_min, amount_max, reason
+    def parse(text: pd.Series) -> pd.DataFrame:
+        text = text.str.strip()
+        band = text.str.extract(r"^\$\s*([\d,]+)\s*-\s*\$\s*([\d,]+)$")
+        open_ended = text.str.extract(
+            r"^(?:Over\s+\$\s*([\d,]+)|\$\s*([\d,]+)\s*\+)$", flags=re.IGNORECASE)
+        truncated = text.str.match(r"^\$\s*[\d,]+\s*-$")
+        open_floor = number(open_ended[0].fillna(open_ended[1])) + 1
+        amount_min = number(band[0]).fillna(open_floor)
+        amount_max = number(band[1])
+        reason = pd.Series(None, index=text.index, dtype="object")
+        reason[amount_min.isna() | (amount_max < amount_min)] = REASON_AMOUNT
+        reason[truncated] = REASON_TRUNCATED_AMOUNT
+        return pd.DataFrame({"min": amount_min, "max": amount_max, "reason": reason})
+
+    bands = _per_distinct(amounts.fillna("").astype(str), parse)
+    return bands["min"], bands["max"], bands["reason"]
 
 
 def classify_assets(descriptions: pd.Series, tickers: pd.Series) -> pd.Series:
     """Asset type from the description; stock when only a ticker says anything, else other."""
-    text = descriptions.fillna("").str.lower()
-    conditions = [text.str.contains(pattern, regex=True) for _, pattern in _ASSET_PATTERNS]
-    kinds = [str(kind) for kind, _ in _ASSET_PATTERNS]
-    fund = kinds.index(AssetType.FUND)
-    conditions[fund] |= tickers.fillna("").str.match(_MUTUAL_FUND_TICKER)
+    def matches(text: pd.Series) -> pd.DataFrame:
+        text = text.str.lower()
+        return pd.DataFrame({
+            str(kind): text.str.contains(pattern, regex=True) for kind, pattern in _ASSET_PATTERNS
+        })
+
+    conditions = _per_distinct(descriptions.fillna(""), matches)
+    conditions[str(AssetType.FUND)] |= _per_distinct(
+        tickers.fillna(""), lambda t: t.str.match(_MUTUAL_FUND_TICKER))
     default = np.where(tickers.notna(), str(AssetType.STOCK), str(AssetType.OTHER))
-    return pd.Series(np.select(conditions, kinds, default=default), index=descriptions.index)
+    return pd.Series(
+        np.select([conditions[kind] for kind in conditions], list(conditions), default=default),
+        index=descriptions.index,
+    )
 
 
 def row_hash(source: str, raw_row: dict) -> str:
@@ -172,11 +209,15 @@ def _collapse_exact_duplicates(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Seri
 
 def _parse_dates(text: pd.Series, fmt: str) -> tuple[pd.Series, pd.Series]:
     """(parsed dates, 4-digit year written in the text or NaN)."""
-    year = pd.to_numeric(text.str.extract(r"(?<!\d)(\d{4})(?!\d)")[0], errors="coerce")
-    # Years outside datetime64[ns] (e.g. 0009) would raise even with errors="coerce".
-    parseable = text.str.strip().where(year.between(1900, 2200), "")
-    parsed = pd.to_datetime(parseable, format=fmt, errors="coerce").dt.normalize()
-    return parsed.astype("datetime64[ns]"), year
+    def parse(distinct: pd.Series) -> pd.DataFrame:
+        year = pd.to_numeric(distinct.str.extract(r"(?<!\d)(\d{4})(?!\d)")[0], errors="coerce")
+        # Years outside datetime64[ns] (e.g. 0009) would raise even with errors="coerce".
+        parseable = distinct.str.strip().where(year.between(1900, 2200), "")
+        parsed = pd.to_datetime(parseable, format=fmt, errors="coerce").dt.normalize()
+        return pd.DataFrame({"date": parsed.astype("datetime64[ns]"), "year": year})
+
+    dates = _per_distinct(text, parse)
+    return dates["date"], dates["year"]
 
 
 def _parse(
@@ -186,6 +227,8 @@ def _parse(
     filer: pd.Series,
     type_map: dict[str, TransactionType],
     type_text: pd.Series,
+    ticker: pd.Series,
+    description: pd.Series,
     trade_format: str,
     filing_format: str,
     asset_types: pd.Series,
@@ -213,7 +256,6 @@ def _parse(
         reason[fill] = why[fill] if isinstance(why, pd.Series) else why
     rejected = reason.notna()
 
-    ticker = normalize_ticker(raw["ticker"])
     owner = raw["owner"].str.strip().str.lower()
     ptr_link = raw["ptr_link"].str.strip()
     out = pd.DataFrame({
@@ -224,7 +266,7 @@ def _parse(
         "party": None,
         "state": state,
         "ticker": ticker,
-        "asset_description": strip_html(raw["asset_description"]),
+        "asset_description": description,
         "asset_type": asset_types,
         "transaction_type": transaction_type.astype("object"),
         "transaction_date": trade_date,
@@ -239,10 +281,12 @@ def _parse(
     out["disclosure_id"] = _disclosure_ids(out)
 
     # Lines that differ only outside the natural key (e.g. a comment) are one trade.
-    key_groups = out.groupby("disclosure_id", sort=False)["duplicate_count"]
-    out["duplicate_count"] = key_groups.transform("sum").astype(int)
-    key_duplicates = int(out["disclosure_id"].duplicated().sum())
-    out = out[~out["disclosure_id"].duplicated(keep="first")]
+    key_duplicate = out["disclosure_id"].duplicated()
+    key_duplicates = int(key_duplicate.sum())
+    if key_duplicates:
+        key_groups = out.groupby("disclosure_id", sort=False)["duplicate_count"]
+        out["duplicate_count"] = key_groups.transform("sum").astype(int)
+        out = out[~key_duplicate]
 
     raw_strings = raw.drop(columns="_duplicate_count")[rejected]
     raw_rows = raw_strings.to_dict(orient="records")
@@ -277,32 +321,44 @@ def _parse(
 
 
 def _disclosure_ids(out: pd.DataFrame) -> pd.Series:
-    def text(column: str) -> pd.Series:
-        return out[column].astype("object").where(out[column].notna(), "").astype(str)
+    """sha256 of "source|filer|trade day|filing day|ticker or description|type|min-max|owner|link".
 
-    def day(column: str) -> pd.Series:
-        return out[column].dt.strftime("%Y-%m-%d")
+    The ids are stored primary keys: the key text must not change (missing parts empty,
+    amounts as `str(float)`, e.g. "1001.0-15000.0").
+    """
+    def text(values: pd.Series) -> np.ndarray:
+        return values.fillna("").to_numpy(dtype=object)
 
-    asset = out["ticker"].fillna(out["asset_description"]).fillna("")
-    band = text("amount_min_usd") + "-" + text("amount_max_usd")
-    key = (
-        text("source").str.cat([
-            text("filer_name"), day("transaction_date"), day("disclosure_date"), asset,
-            text("transaction_type"), band, text("owner"), text("ptr_link"),
-        ], sep="|")
+    def amount(column: str) -> np.ndarray:  # few distinct amounts and days: format each once
+        return _per_distinct(
+            out[column], lambda v: v.astype("object").where(v.notna(), "").astype(str).astype("object"),
+        ).to_numpy()
+
+    def day(column: str) -> np.ndarray:
+        return _per_distinct(out[column], lambda d: d.dt.strftime("%Y-%m-%d").astype("object")).to_numpy()
+
+    parts = zip(
+        text(out["source"]), text(out["filer_name"]), day("transaction_date"), day("disclosure_date"),
+        text(out["ticker"].fillna(out["asset_description"])), text(out["transaction_type"]),
+        amount("amount_min_usd"), amount("amount_max_usd"), text(out["owner"]), text(out["ptr_link"]),
     )
-    return key.map(_sha256)
+    return pd.Series([
+        _sha256(f"{source}|{filer}|{traded}|{filed}|{asset}|{kind}|{low}-{high}|{owner}|{link}")
+        for source, filer, traded, filed, asset, kind, low, high, owner, link in parts
+    ], index=out.index, dtype="str")
 
 
 def clean_filer_name(names: pd.Series) -> pd.Series:
     """Strip honorifics ("Hon. ", "Mr. "), stray commas and whitespace; empty -> None."""
-    cleaned = (
-        names.fillna("").astype(str)
-        .str.replace(r"^\s*(?:Hon|Mr|Mrs|Ms|Dr)\.?\s+", "", regex=True)
-        .str.replace(r"\s+,", ",", regex=True).str.replace(r"\s+", " ", regex=True)
-        .str.strip(" ,")
-    )
-    return _none_where_missing(cleaned, cleaned != "")
+    def clean(text: pd.Series) -> pd.Series:
+        cleaned = (
+            text.str.replace(r"^\s*(?:Hon|Mr|Mrs|Ms|Dr)\.?\s+", "", regex=True)
+            .str.replace(r"\s+,", ",", regex=True).str.replace(r"\s+", " ", regex=True)
+            .str.strip(" ,")
+        )
+        return _none_where_missing(cleaned, cleaned != "")
+
+    return _per_distinct(names.fillna("").astype(str), clean)
 
 
 def _with_duplicate_counts(raw: pd.DataFrame) -> pd.DataFrame:
@@ -322,13 +378,15 @@ def parse_house(raw: pd.DataFrame) -> ParseResult:
     _require(raw, HOUSE_COLUMNS, "House file")
     rows = _with_duplicate_counts(raw)
     ticker = normalize_ticker(rows["ticker"])
-    state = rows["district"].str.strip().str.upper().str.extract(r"^([A-Z]{2})")[0]
+    description = strip_html(rows["asset_description"])
+    state = _per_distinct(
+        rows["district"], lambda d: d.str.strip().str.upper().str.extract(r"^([A-Z]{2})")[0])
     return _parse(
         DisclosureSource.HOUSE, rows,
         filer=clean_filer_name(rows["representative"]),
-        type_map=HOUSE_TYPES, type_text=rows["type"],
+        type_map=HOUSE_TYPES, type_text=rows["type"], ticker=ticker, description=description,
         trade_format="%Y-%m-%d", filing_format="%m/%d/%Y",
-        asset_types=classify_assets(strip_html(rows["asset_description"]), ticker),
+        asset_types=classify_assets(description, ticker),
         state=_none_where_missing(state),
         reasons_before=pd.Series(None, index=rows.index, dtype="object"),
     )
@@ -339,8 +397,9 @@ def parse_senate(raw: pd.DataFrame) -> ParseResult:
     _require(raw, SENATE_COLUMNS, "Senate file")
     rows = _with_duplicate_counts(raw)
     ticker = normalize_ticker(rows["ticker"])
+    description = strip_html(rows["asset_description"])
     declared = rows["asset_type"].str.strip()
-    from_description = classify_assets(strip_html(rows["asset_description"]), ticker)
+    from_description = classify_assets(description, ticker)
     asset_types = declared.map(SENATE_ASSET_TYPES).astype("object")
     # "Stock" also covers ETFs; unspecified types fall back to the description.
     is_etf = (asset_types == AssetType.STOCK) & (from_description == AssetType.ETF)
@@ -355,7 +414,7 @@ def parse_senate(raw: pd.DataFrame) -> ParseResult:
     return _parse(
         DisclosureSource.SENATE, rows,
         filer=clean_filer_name(rows["senator"]),
-        type_map=SENATE_TYPES, type_text=rows["type"],
+        type_map=SENATE_TYPES, type_text=rows["type"], ticker=ticker, description=description,
         trade_format="%m/%d/%Y", filing_format="%m/%d/%Y",
         asset_types=asset_types,
         state=pd.Series(None, index=rows.index, dtype="object"),
