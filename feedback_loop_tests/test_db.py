@@ -1,3 +1,4 @@
+import pytest
 import sqlalchemy as sa
 
 from feedback_loop.lib import db, policy, vocab
@@ -147,3 +148,37 @@ def test_every_enumerated_value_is_accepted_by_the_database(engine):
 def _cycle(enum, n):
     values = list(enum)
     return [values[i % len(values)] for i in range(n)]
+
+
+def test_has_unique_index_needs_a_valid_total_unique_index_within_the_columns(engine):
+    with engine.begin() as conn:
+        assert db.has_unique_index(conn, "prices", ["ticker", "date"])  # the primary key
+        assert db.has_unique_index(conn, "prices", ["date", "ticker", "close"])  # unique on a subset
+        assert not db.has_unique_index(conn, "prices", ["ticker"])
+        conn.execute(sa.text("ALTER TABLE prices DROP CONSTRAINT prices_pkey"))
+        assert not db.has_unique_index(conn, "prices", ["ticker", "date"])  # prices_date_idx is not unique
+        conn.execute(sa.text("CREATE UNIQUE INDEX partial ON prices (ticker, date) WHERE close > 0"))
+        conn.execute(sa.text("CREATE UNIQUE INDEX by_expression ON prices (ticker, (date + 1))"))
+        assert not db.has_unique_index(conn, "prices", ["ticker", "date"])
+        conn.execute(sa.text("CREATE UNIQUE INDEX covering ON prices (ticker, date) INCLUDE (close)"))
+        assert db.has_unique_index(conn, "prices", ["ticker", "date"])
+
+
+@pytest.mark.filterwarnings("ignore::dagster.PreviewWarning")  # importing partitioned asset checks
+def test_prices_uniqueness_check_trusts_the_primary_key_and_counts_without_it(db_url):
+    from feedback_loop.defs.ingest import prices_are_unique_per_ticker_day
+    from feedback_loop.defs.resources import DatabaseResource
+
+    database = DatabaseResource(url=db_url)
+    enforced = prices_are_unique_per_ticker_day(database=database)
+    assert enforced.passed and enforced.metadata["enforced_by_unique_index"].value is True
+    insert = sa.text("INSERT INTO prices (ticker, date, close, adj_close) VALUES ('AAA', '2020-01-02', 1, 1)")
+    with database.get_engine().begin() as conn:
+        conn.execute(sa.text("ALTER TABLE prices DROP CONSTRAINT prices_pkey"))
+        conn.execute(insert)
+    unique = prices_are_unique_per_ticker_day(database=database)
+    assert unique.passed and unique.metadata["enforced_by_unique_index"].value is False
+    with database.get_engine().begin() as conn:
+        conn.execute(insert)
+    duplicated = prices_are_unique_per_ticker_day(database=database)
+    assert not duplicated.passed and duplicated.metadata["duplicate_rows"].value == 1

@@ -110,6 +110,50 @@ def test_read_disclosures_as_of_filters_by_filing_date(engine, files):
     assert len(by_may) == (dates <= "2020-05-01").sum() > len(before_may) == (dates <= "2020-04-30").sum()
     assert by_may["disclosure_date"].max() <= pd.Timestamp("2020-05-01")
     assert len(everything) == len(batch.disclosures)
+    with engine.connect() as conn:
+        may_only = ingest.read_disclosures(conn, as_of="2020-05-31", filed_after="2020-04-30")
+        after_april = ingest.read_disclosures(conn, filed_after="2020-04-30")
+    in_may = (dates > "2020-04-30") & (dates <= "2020-05-31")
+    assert 0 < len(may_only) == in_may.sum() < len(after_april) == (dates > "2020-04-30").sum()
+    assert sorted(may_only["disclosure_id"]) == sorted(batch.disclosures.loc[in_may, "disclosure_id"])
+
+
+def _row_by_row(conn, sql: str, columns: list[str]) -> pd.DataFrame:
+    """What ingest's readers returned before db.read_frame: SQLAlchemy rows, then the same normalization."""
+    result = conn.execute(sa.text(sql))
+    frame = frames.normalize_dates(pd.DataFrame(result.fetchall(), columns=list(result.keys()))[columns])
+    for column in frame.columns:
+        if column in frames.DATE_COLUMNS:
+            frame[column] = frame[column].astype("datetime64[ns]")
+        elif frame[column].isna().any():
+            frame[column] = frame[column].astype("object").where(frame[column].notna(), None)
+    return frame
+
+
+def test_readers_return_the_frames_row_by_row_fetching_returned(engine, files):
+    batch = _batch(files)
+    prices = PRICES.assign(date=pd.to_datetime(PRICES["date"]))
+    prices.loc[0, "volume"] = None
+    with engine.begin() as conn:
+        ingest.write_batch(conn, batch)
+        ingest.write_prices(conn, prices)
+        conn.execute(sa.text("INSERT INTO disclosure_rejects (source, row_hash, raw_row, reason)"
+                             " VALUES ('x', 'h', '{\"a\": [1, null, \"é\"]}', 'r')"))
+    readers = {
+        "disclosures": (ingest.read_disclosures, frames.DISCLOSURE_COLUMNS, "disclosure_date, disclosure_id"),
+        "politicians": (ingest.read_politicians, frames.POLITICIAN_COLUMNS, "politician_id"),
+        "disclosure_rejects": (ingest.read_rejects, frames.REJECT_COLUMNS, "reject_id"),
+        "prices": (ingest.read_prices, frames.PRICE_COLUMNS, "ticker, date"),
+    }
+    with engine.connect() as conn:
+        for table, (read, columns, order) in readers.items():
+            got = read(conn)
+            expected = _row_by_row(conn, f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}", columns)
+            if table == "prices":
+                expected[columns[2:]] = expected[columns[2:]].astype(float)
+            assert len(got) > 0
+            pd.testing.assert_frame_equal(got, expected, obj=table)
+    assert got["volume"].isna().sum() == 1
 
 
 def _write_prices(folder) -> str:
@@ -139,6 +183,25 @@ def test_read_prices_filters_tickers_and_dates(engine):
     assert len(everything) == 6
     assert list(none.columns) == frames.PRICE_COLUMNS and none.empty
     assert sectors.to_dict("records") == [{"ticker": "AAA", "sector": "Tech"}]
+
+
+def test_read_prices_since_reads_each_tickers_window_and_its_last_rows_before_it(engine):
+    days = pd.date_range("2020-01-01", periods=10)
+    rows = [(t, d) for t in ["AAA", "SPY"] for d in days] + [("BBB", days[i]) for i in (0, 1, 2, 8, 9)]
+    prices = pd.DataFrame([{"ticker": t, "date": d, "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0,
+                            "adj_close": float(d.day), "volume": 1.0} for t, d in rows])
+    with engine.begin() as conn:
+        ingest.write_prices(conn, prices)
+    with engine.connect() as conn:
+        got = ingest.read_prices_since(conn, {"AAA": days[5], "BBB": days[7]}, days[8], bars_before=2)
+        windows_only = ingest.read_prices_since(conn, {"AAA": days[5]}, days[8])
+        nothing = ingest.read_prices_since(conn, {}, days[8], bars_before=2)
+    assert list(got.columns) == frames.PRICE_COLUMNS and got["date"].dtype == "datetime64[ns]"
+    # AAA: days 6..9 and the two before; BBB: day 9 and the two rows before day 8, however old.
+    assert [(t, d.day) for t, d in zip(got["ticker"], got["date"])] == \
+        [("AAA", d) for d in range(4, 10)] + [("BBB", 2), ("BBB", 3), ("BBB", 9)]
+    assert windows_only["date"].dt.day.tolist() == [6, 7, 8, 9]
+    assert nothing.empty and list(nothing.columns) == frames.PRICE_COLUMNS
 
 
 def test_file_price_source(tmp_path):

@@ -14,7 +14,11 @@ from feedback_loop.defs.resources import DatabaseResource
 from feedback_loop.lib import blend_weight as blend_weight_lib
 from feedback_loop.lib import ingest, loop_store, outcomes, performance, registry, serving
 from feedback_loop.lib.broker import AlpacaBroker, read_policy, send_day_orders
-from feedback_loop.lib.engine import candidate_calls, shadow_outcomes_of_candidates
+from feedback_loop.lib.engine import (
+    candidate_calls,
+    shadow_outcomes_of_candidates,
+    shadow_resolution_window,
+)
 from feedback_loop.lib.features import FEATURE_WINDOW_DAYS, compute_ticker_features
 from feedback_loop.lib.frames import MARKET_TICKER
 from feedback_loop.lib.heuristic import score_heuristic
@@ -67,8 +71,7 @@ def ticker_features(context: dg.AssetExecutionContext, database: DatabaseResourc
     with engine.connect() as conn:
         if not is_trading_day(conn, day):
             return _not_a_trading_day(day)
-        disclosures = ingest.read_disclosures(conn, as_of=day)
-        disclosures = disclosures[disclosures["disclosure_date"] > day - pd.Timedelta(days=FEATURE_WINDOW_DAYS)]
+        disclosures = ingest.read_disclosures(conn, as_of=day, filed_after=day - pd.Timedelta(days=FEATURE_WINDOW_DAYS))
         prices = ingest.read_prices(conn, start=day - pd.Timedelta(days=PRICE_LOOKBACK_DAYS), end=day)
         sectors = ingest.read_sectors(conn)
     features = compute_ticker_features(disclosures, prices, as_of_dates=[day], sectors=sectors)
@@ -177,10 +180,10 @@ def portfolio_positions(context: dg.AssetExecutionContext, database: DatabaseRes
         if not is_trading_day(conn, day):
             return _not_a_trading_day(day)
         policy = read_policy(conn)
-        prices = ingest.read_prices(conn, end=day)
-        state = loop_store.portfolio_at_start_of(conn, day, prices, policy)
         previous = previous_trading_day(conn, day)
         queued = loop_store.queued_for(loop_store.read_signals(conn, previous, previous)) if previous is not None else pd.DataFrame()
+        prices = loop_store.portfolio_prices(conn, day, queued, policy)
+        state = loop_store.portfolio_at_start_of(conn, day, prices, policy)
     state, updates = step_portfolio(state, day, queued, prices, policy)
     if policy.trading_mode == TradingMode.LIVE.value:
         state.positions = send_day_orders(AlpacaBroker.from_env(policy.trading_mode), state.positions, day)
@@ -208,30 +211,35 @@ def portfolio_positions(context: dg.AssetExecutionContext, database: DatabaseRes
     group_name="portfolio", kinds={"python", "postgres"}, owners=["team:trading"], partitions_def=daily_partitions,
     deps=[portfolio_positions],
     description=("One outcome per closed position (win > +0.5%, loss < −0.5%, else breakeven) with the signal's feature "
-                 "vector and model; plus shadow outcomes of every generated signal over the holding horizon."),
+                 "vector and model; plus shadow outcomes of every heuristic candidate over the holding horizon. Only "
+                 "what can change is computed: positions closed that day or whose outcome is missing or stale, and "
+                 "candidates of the shadow resolution window not yet resolved."),
 )
 def signal_outcomes(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
     day = as_of_date(context)
     engine = database.get_engine()
     with engine.connect() as conn:
         policy = read_policy(conn)
-        prices = ingest.read_prices(conn, end=day)
-        positions = loop_store.read_positions(conn, day)
-        closed = positions[positions["status"] == "closed"]
-        signals = loop_store.read_signals(conn, pd.Timestamp.min, day)
-        candidates = loop_store.read_candidates(conn, pd.Timestamp.min, day)
+        closed = loop_store.positions_due_outcomes(conn, day)
+        signals = loop_store.read_signals_by_id(conn, closed["signal_id"])
+        oldest, youngest = shadow_resolution_window(day, policy.shadow_horizon_days)
+        candidates = loop_store.unresolved_candidates(conn, oldest, youngest)
+        prices = loop_store.outcome_prices(conn, day, closed, candidates, oldest)
     outcome_rows = outcomes.outcomes_from_positions(closed, signals, prices)
     shadow = shadow_outcomes_of_candidates(candidates, prices, day, policy.shadow_horizon_days)
     with engine.begin() as conn:
         loop_store.write_outcomes(conn, outcome_rows)
         loop_store.write_shadow(conn, shadow)
+        totals = loop_store.outcome_totals(conn, day)
     today = outcome_rows[outcome_rows["exit_date"] == day] if len(outcome_rows) else outcome_rows
     return dg.MaterializeResult(metadata={
-        "dagster/row_count": len(outcome_rows),
+        "dagster/row_count": totals["outcomes"],
         "closed_today": len(today),
-        "outcomes": dg.MetadataValue.json(outcome_rows["outcome"].value_counts().to_dict() if len(outcome_rows) else {}),
-        "shadow_outcomes_resolved": len(shadow),
-        "shadow_outcomes_of_generated_signals": int(shadow["generated"].sum()) if len(shadow) else 0,
+        "outcomes": dg.MetadataValue.json(totals["by_outcome"]),
+        "outcomes_recomputed": len(outcome_rows),
+        "shadow_outcomes_resolved": totals["shadow_outcomes"],
+        "shadow_outcomes_resolved_today": len(shadow),
+        "shadow_outcomes_of_generated_signals": totals["shadow_outcomes_of_generated_signals"],
         "today": _md(today[["ticker", "return_pct", "outcome", "exit_reason"]] if len(today) else today),
     })
 

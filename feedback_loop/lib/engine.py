@@ -150,6 +150,18 @@ class FeaturePanel:
 SHADOW_RESOLUTION_WINDOW_DAYS = 60
 
 
+def shadow_resolution_window(day: pd.Timestamp, horizon_days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(oldest, youngest): the candidates whose shadow outcome can resolve on `day` are dated after
+    oldest and on or before youngest, and read no price dated on or before oldest.
+
+    A horizon of N trading days spans at least N * 7 / 5 calendar days, so younger candidates
+    cannot have resolved; candidates older than SHADOW_RESOLUTION_WINDOW_DAYS never will (no
+    prices for their ticker) and stop being retried.
+    """
+    return (day - pd.Timedelta(days=SHADOW_RESOLUTION_WINDOW_DAYS),
+            day - pd.Timedelta(days=horizon_days * 7 // 5))
+
+
 def trading_days_between(prices: pd.DataFrame, start, end) -> pd.DatetimeIndex:
     spy_dates = prices.loc[prices["ticker"] == MARKET_TICKER, "date"]
     days = pd.DatetimeIndex(sorted(spy_dates.unique()))
@@ -273,18 +285,12 @@ class LoopEngine:
         self._resolve_shadow(day, prices)
 
     def _resolve_shadow(self, day: pd.Timestamp, prices: pd.DataFrame) -> None:
-        """Shadow outcomes of candidates that can resolve today and have not yet.
-
-        A horizon of N trading days spans at least N * 7 / 5 calendar days, so younger
-        candidates cannot have resolved; candidates older than SHADOW_RESOLUTION_WINDOW_DAYS
-        never will (no prices for their ticker) and stop being retried.
-        """
+        """Shadow outcomes of candidates that can resolve today (`shadow_resolution_window`) and have not yet."""
         candidates = self.state.candidates
         if not len(candidates):
             return
         horizon = self.policy.shadow_horizon_days
-        youngest = day - pd.Timedelta(days=horizon * 7 // 5)
-        oldest = day - pd.Timedelta(days=SHADOW_RESOLUTION_WINDOW_DAYS)
+        oldest, youngest = shadow_resolution_window(day, horizon)
         window = candidates[(candidates["as_of"] > oldest) & (candidates["as_of"] <= youngest)]
         pending = window[~window["signal_id"].isin(self._shadow_done)]
         if not len(pending):

@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from feedback_loop.lib import ingest
 from feedback_loop.lib.db import upsert_frame
 from feedback_loop.lib.features import FEATURE_NAMES
-from feedback_loop.lib.frames import normalize_dates
+from feedback_loop.lib.frames import MARKET_TICKER, normalize_dates
 from feedback_loop.lib.policy import PortfolioPolicy
 from feedback_loop.lib.portfolio import PortfolioState
 from feedback_loop.lib.vocab import PositionStatus, SignalStatus
@@ -91,9 +92,10 @@ def write_candidate_calls(conn: sa.Connection, calls: pd.DataFrame) -> int:
     return upsert_frame(conn, "heuristic_signals", calls[columns], ["as_of", "ticker"])
 
 
-def read_candidates(conn: sa.Connection, start, end) -> pd.DataFrame:
-    """Heuristic candidates of [start, end] with the model's call, whether each became a signal,
-    and a shadow-scoring candidate model's call where one scored it."""
+def unresolved_candidates(conn: sa.Connection, after, until) -> pd.DataFrame:
+    """Heuristic candidates dated after `after` and on or before `until` that have no shadow outcome
+    yet, with the model's call, whether each became a signal, and a shadow-scoring candidate model's
+    call where one scored it."""
     return _select(
         conn,
         "SELECT h.as_of, h.ticker, h.heuristic_signal_type, h.ml_signal_type, h.model_id,"
@@ -102,8 +104,9 @@ def read_candidates(conn: sa.Connection, start, end) -> pd.DataFrame:
         " FROM heuristic_signals h LEFT JOIN trading_signals s ON s.as_of = h.as_of AND s.ticker = h.ticker"
         " LEFT JOIN LATERAL (SELECT predicted_class FROM ml_predictions p WHERE p.signal_id = s.signal_id"
         " AND p.role = 'shadow' ORDER BY p.created_at DESC LIMIT 1) p ON TRUE"
-        " WHERE h.as_of BETWEEN :s AND :e ORDER BY h.as_of, h.ticker",
-        s=pd.Timestamp(start).date(), e=pd.Timestamp(end).date())
+        " WHERE h.as_of > :a AND h.as_of <= :u AND NOT EXISTS (SELECT 1 FROM shadow_outcomes o"
+        " WHERE o.signal_id = to_char(h.as_of, 'YYYY-MM-DD') || ':' || h.ticker) ORDER BY h.as_of, h.ticker",
+        a=pd.Timestamp(after).date(), u=pd.Timestamp(until).date())
 
 
 # ------------------------------------------------------------------ signals
@@ -111,16 +114,25 @@ def write_signals(conn: sa.Connection, signals: pd.DataFrame) -> int:
     return upsert_frame(conn, "trading_signals", _subset(signals, SIGNAL_TABLE_COLUMNS), ["signal_id"])
 
 
+_SIGNALS = (
+    "SELECT s.*, p.predicted_class AS challenger_signal_type FROM trading_signals s"
+    " LEFT JOIN LATERAL (SELECT predicted_class FROM ml_predictions p WHERE p.signal_id = s.signal_id"
+    " AND p.role = 'shadow' ORDER BY p.created_at DESC LIMIT 1) p ON TRUE"
+)
+
+
 def read_signals(conn: sa.Connection, start, end) -> pd.DataFrame:
     """Signals of [start, end] with their feature columns and, where a candidate scored them in
     shadow, its class as `challenger_signal_type`."""
-    frame = _select(
-        conn,
-        "SELECT s.*, p.predicted_class AS challenger_signal_type FROM trading_signals s"
-        " LEFT JOIN LATERAL (SELECT predicted_class FROM ml_predictions p WHERE p.signal_id = s.signal_id"
-        " AND p.role = 'shadow' ORDER BY p.created_at DESC LIMIT 1) p ON TRUE"
-        " WHERE s.as_of BETWEEN :s AND :e ORDER BY s.as_of, s.ticker",
-        s=pd.Timestamp(start).date(), e=pd.Timestamp(end).date())
+    frame = _select(conn, f"{_SIGNALS} WHERE s.as_of BETWEEN :s AND :e ORDER BY s.as_of, s.ticker",
+                    s=pd.Timestamp(start).date(), e=pd.Timestamp(end).date())
+    return _with_feature_columns(frame)
+
+
+def read_signals_by_id(conn: sa.Connection, signal_ids) -> pd.DataFrame:
+    """The signals of `signal_ids`, as `read_signals` gives them."""
+    frame = _select(conn, f"{_SIGNALS} WHERE s.signal_id = ANY(:ids) ORDER BY s.as_of, s.ticker",
+                    ids=[str(i) for i in signal_ids])
     return _with_feature_columns(frame)
 
 
@@ -179,10 +191,69 @@ def portfolio_at_start_of(conn: sa.Connection, day, prices: pd.DataFrame,
     return state
 
 
-def read_positions(conn: sa.Connection, until) -> pd.DataFrame:
-    """Positions opened on or before `until`, as stored (the latest state)."""
-    return _select(conn, "SELECT * FROM portfolio_positions WHERE entry_date <= :d ORDER BY entry_date, position_id",
-                   d=pd.Timestamp(until).date())[POSITION_COLUMNS]
+def portfolio_prices(conn: sa.Connection, day, queued: pd.DataFrame, policy: PortfolioPolicy) -> pd.DataFrame:
+    """The price rows `portfolio_at_start_of` and `step_portfolio` read for `day`, not the whole history.
+
+    For every ticker held at the start of `day` (the highest close since entry, the last known
+    close that marks it) or queued for its open: its prices from the earliest entry date among
+    its held positions (`day` when only queued) through `day`, and the atr_window_days + 1 rows
+    before that (the stop loss at entry; the last close of a ticker without recent prices).
+    """
+    day = pd.Timestamp(day)
+    held = _select(conn, "SELECT ticker, min(entry_date) AS since FROM portfolio_positions"
+                         " WHERE entry_date < :d AND (exit_date IS NULL OR exit_date >= :d) GROUP BY ticker",
+                   d=day.date())
+    starts = dict(zip(held["ticker"], held["since"], strict=True))
+    for ticker in (queued["ticker"] if len(queued) else []):
+        starts.setdefault(ticker, day)
+    return ingest.read_prices_since(conn, starts, day, bars_before=policy.atr_window_days + 1)
+
+
+def positions_due_outcomes(conn: sa.Connection, day) -> pd.DataFrame:
+    """Positions closed on or before `day` whose outcome is to be (re)computed: those closed on `day`,
+    and those whose stored outcome is missing, lacks its SPY return, or no longer matches the
+    position or its opening signal (a day that failed or was re-materialized)."""
+    return _select(
+        conn,
+        "SELECT p.* FROM portfolio_positions p LEFT JOIN trading_signals s ON s.signal_id = p.signal_id"
+        " LEFT JOIN signal_outcomes o ON o.position_id = p.position_id"
+        # Without a stored outcome every o.* is NULL, hence distinct from the position's values.
+        " WHERE p.status = 'closed' AND p.exit_date <= :d AND (p.exit_date = :d OR o.spy_return_pct IS NULL"
+        " OR (o.signal_id, o.ticker, o.confidence, o.entry_date, o.exit_date, o.entry_price, o.exit_price,"
+        " o.exit_reason) IS DISTINCT FROM (p.signal_id, p.ticker, p.confidence, p.entry_date, p.exit_date,"
+        " p.entry_price, p.exit_price, p.exit_reason)"
+        " OR (o.signal_type, o.features, o.model_id, o.model_version, o.ml_enhanced) IS DISTINCT FROM"
+        " (s.signal_type, s.features, s.model_id, s.model_version, s.ml_enhanced))"
+        " ORDER BY p.entry_date, p.position_id",
+        d=pd.Timestamp(day).date())[POSITION_COLUMNS]
+
+
+def outcome_prices(conn: sa.Connection, day, closed: pd.DataFrame, candidates: pd.DataFrame,
+                   candidates_after) -> pd.DataFrame:
+    """The price rows the outcomes of `closed` and the shadow outcomes of `candidates` (all dated
+    after `candidates_after`) read on `day`: SPY from the earliest entry (the market return over
+    each holding), and every candidate's ticker and SPY dated after `candidates_after`."""
+    starts = {}
+    if len(candidates):
+        first = pd.Timestamp(candidates_after) + pd.Timedelta(days=1)
+        starts = dict.fromkeys([*candidates["ticker"].unique(), MARKET_TICKER], first)
+    if len(closed):
+        earliest = pd.Timestamp(closed["entry_date"].min())
+        starts[MARKET_TICKER] = min(starts.get(MARKET_TICKER, earliest), earliest)
+    return ingest.read_prices_since(conn, starts, day)
+
+
+def outcome_totals(conn: sa.Connection, day) -> dict:
+    """Outcomes closed and shadow outcomes resolved on or before `day`: counts by outcome, totals."""
+    d = pd.Timestamp(day).date()
+    by_outcome = dict(conn.execute(sa.text(
+        "SELECT outcome, count(*) FROM signal_outcomes WHERE exit_date <= :d GROUP BY outcome ORDER BY outcome"),
+        {"d": d}).all())
+    shadow, generated = conn.execute(sa.text(
+        "SELECT count(*), count(*) FILTER (WHERE generated) FROM shadow_outcomes WHERE exit_date <= :d"),
+        {"d": d}).one()
+    return {"outcomes": int(sum(by_outcome.values())), "by_outcome": {k: int(v) for k, v in by_outcome.items()},
+            "shadow_outcomes": int(shadow), "shadow_outcomes_of_generated_signals": int(generated)}
 
 
 # ------------------------------------------------------------------ outcomes
