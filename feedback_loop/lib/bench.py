@@ -128,6 +128,7 @@ def measure(fn: Callable[[], Any], *, repeats: int, setup: Callable[[], Any] | N
     _reset_peak_rss()
     runs, result = [], None
     for attempt in range(repeats + (1 if warmup else 0)):
+        result = None  # the previous run's output is not kept alive during the next run
         if setup:
             setup()
         started = time.perf_counter()
