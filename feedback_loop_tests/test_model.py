@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from scipy.special import softmax
 from sklearn.metrics import (
     accuracy_score,
@@ -236,3 +237,24 @@ def test_a_missing_file_is_reported(model, tmp_path):
     (path / "model.json").unlink()
     with pytest.raises(ArtifactIntegrityError, match="lacks"):
         load_model(path, sha)
+
+
+def test_storing_the_same_model_twice_returns_its_record(model, frame, engine, tmp_path):
+    """A retrain re-run on the same data yields the same version: no duplicate, no failure."""
+    from feedback_loop.lib import model_store
+
+    training = frame.assign(weight=1.0)
+    with engine.begin() as conn:
+        first = model_store.store_model(conn, model, model_id=f"model-{model.version}", trigger="manual",
+                                        training_frame=training, artifact_root=tmp_path)
+    with engine.begin() as conn:
+        again = model_store.store_model(conn, model, model_id=f"model-{model.version}", trigger="scheduled",
+                                        training_frame=training, artifact_root=tmp_path / "elsewhere")
+        assert again == first
+        assert conn.execute(sa.text("SELECT count(*) FROM ml_models")).scalar() == 1
+        other = train_challenger(frame, TrainingConfig(hyperparameters=SMALL.model_copy(update={"seed": 7})),
+                                 AS_OF, validate=False)
+        assert other.version != model.version
+        with pytest.raises(ValueError, match="already holds version"):
+            model_store.store_model(conn, other, model_id=f"model-{model.version}", trigger="manual",
+                                    training_frame=training, artifact_root=tmp_path)

@@ -21,11 +21,9 @@ from feedback_loop.lib.vocab import ModelStatus
 def persist_history(engine: sa.Engine, state: LoopState, artifact_root: Path) -> dict[str, int]:
     """Idempotent for a given run: every table is upserted on its natural key."""
     with engine.begin() as conn:
-        existing = set(conn.execute(sa.text("SELECT model_id FROM ml_models")).scalars())
         for entry in state.models.values():
-            if entry.model_id not in existing:
-                model_store.store_model(conn, entry.model, model_id=entry.model_id, trigger=entry.trigger.value,
-                                        training_frame=entry.reference_features, artifact_root=artifact_root)
+            model_store.store_model(conn, entry.model, model_id=entry.model_id, trigger=entry.trigger.value,
+                                    training_frame=entry.reference_features, artifact_root=artifact_root)
         _set_statuses(conn, state)
         conn.execute(sa.text("DELETE FROM model_deployments WHERE model_id = ANY(:ids)"),
                      {"ids": list(state.models)})

@@ -27,7 +27,16 @@ def model_dir(record: registry.ModelRecord) -> Path:
 
 def store_model(conn: sa.Connection, model: TrainedModel, *, model_id: str, trigger: str,
                 training_frame: pd.DataFrame, artifact_root: Path) -> registry.ModelRecord:
-    """Write the artifact and side files, register the model as candidate, return its record."""
+    """Write the artifact and side files, register the model as candidate, return its record.
+
+    The same training run again (same data, config and seed) yields the same version: its
+    existing record is returned, so re-running a retrain never fails or duplicates a model.
+    """
+    existing = registry.get_model(conn, model_id)
+    if existing is not None:
+        if existing.version != model.version:
+            raise ValueError(f"model id {model_id} already holds version {existing.version}, not {model.version}")
+        return existing
     directory = Path(artifact_root) / model_id
     directory.mkdir(parents=True, exist_ok=True)
     artifact_path, sha256 = save_model(model, directory)
