@@ -210,7 +210,7 @@ def _parse_and_ingest(dataset, engine: sa.Engine, repeats: int, work: Path) -> d
     return stages
 
 
-def _features_and_labels(dataset, repeats: int) -> tuple[dict[str, dict], pd.DataFrame, pd.DataFrame]:
+def _features_and_labels(dataset, repeats: int) -> tuple[dict[str, dict], pd.DataFrame]:
     from feedback_loop.lib.features_reference import reference_ticker_features
 
     config = dataset.config
@@ -225,7 +225,7 @@ def _features_and_labels(dataset, repeats: int) -> tuple[dict[str, dict], pd.Dat
     timing, labeled = measure(lambda: market_labeled_set(features, dataset.prices, config.end, everything),
                               repeats=repeats)
     stages["labels"] = _entry(timing, len(features), labeled=len(labeled.frame), dropped=labeled.dropped)
-    return stages, features, labeled.frame
+    return stages, features
 
 
 def compare_features(ours: pd.DataFrame, reference: pd.DataFrame) -> dict:
@@ -399,7 +399,7 @@ def run_bench(scale: BenchScale, *, repeats: int = 3, log: Callable[[str], None]
     with tempfile.TemporaryDirectory(prefix="feedback-loop-bench-") as tmp:
         work = Path(tmp)
         done(_parse_and_ingest(dataset, engine, repeats, work))
-        feature_stages, features, _ = _features_and_labels(dataset, repeats)
+        feature_stages, features = _features_and_labels(dataset, repeats)
         done(feature_stages)
         gate_stages, champion = _train_and_gate(features, dataset, engine, repeats, work)
         done(gate_stages)

@@ -113,14 +113,19 @@ _ARROW_KINDS = frozenset({
 })
 
 
-def _column_types(cursor, table: str) -> dict[str, str]:
-    """Column name -> SQL type of `table` (resolved through the search_path)."""
+def _column_types(cursor, table: str, columns) -> dict[str, str]:
+    """Column name -> SQL type of `table` (resolved through the search_path); ValueError when
+    `columns` (the frame's) name one the table lacks."""
     cursor.execute(
         "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
         " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
         (table,),
     )
-    return dict(cursor.fetchall())
+    types = dict(cursor.fetchall())
+    missing = [c for c in columns if c not in types]
+    if missing:
+        raise ValueError(f"table {table} has no columns {missing}")
+    return types
 
 
 def _as_text(value) -> str:
@@ -192,10 +197,7 @@ def upsert_frame(conn: sa.Connection, table: str, frame, key_columns: list[str])
     unique = frame[~frame.duplicated(subset=key_columns, keep="last")]
     raw = conn.connection.driver_connection
     with raw.cursor() as cursor:
-        types = _column_types(cursor, table)
-        missing = [c for c in columns if c not in types]
-        if missing:
-            raise ValueError(f"table {table} has no columns {missing}")
+        types = _column_types(cursor, table, columns)
         arrays = [_arrow_column(unique[c], types[c]) for c in columns]
         # Floats into integer columns go through numeric, rounded by the INSERT's assignment cast.
         staged = [
@@ -269,10 +271,7 @@ def upsert_changed_parts(conn: sa.Connection, table: str, frame, key_columns: li
         if not cursor.fetchone()[0]:
             raise ValueError(f"table {table} has no forget_ingest_fingerprints trigger: its fingerprints "
                              "could outlive writes made elsewhere")
-        types = _column_types(cursor, table)
-    missing = [c for c in frame.columns if c not in types]
-    if missing:
-        raise ValueError(f"table {table} has no columns {missing}")
+        types = _column_types(cursor, table, frame.columns)
     group = parts.groupby(list(parts.columns), sort=False, dropna=False).ngroup().to_numpy()
     names = parts.iloc[np.unique(group, return_index=True)[1]].astype(str)  # each part's first row
     part = names.iloc[:, 0]

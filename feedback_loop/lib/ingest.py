@@ -90,6 +90,18 @@ def _select(columns: list[str]) -> str:
     return ", ".join(f'"{c}"' for c in columns)
 
 
+def _day(value):
+    """A bound as a date, None (no bound) kept."""
+    return None if value is None else pd.Timestamp(value).date()
+
+
+def _where(*conditions: tuple[str, str, object]) -> tuple[str, dict]:
+    """The WHERE clause of the (sql, parameter name, value) conditions whose value is not None, and its parameters."""
+    given = [(sql, name, value) for sql, name, value in conditions if value is not None]
+    where = ("WHERE " + " AND ".join(sql for sql, _, _ in given)) if given else ""
+    return where, {name: value for _, name, value in given}
+
+
 def read_politicians(conn: sa.Connection) -> pd.DataFrame:
     return _read(
         conn, f"SELECT {_select(frames.POLITICIAN_COLUMNS)} FROM politicians ORDER BY politician_id",
@@ -99,14 +111,8 @@ def read_politicians(conn: sa.Connection) -> pd.DataFrame:
 
 def read_disclosures(conn: sa.Connection, as_of=None, filed_after=None) -> pd.DataFrame:
     """Disclosures filed after `filed_after` and on or before `as_of` (open bounds when None), by filing date."""
-    clauses, params = [], {}
-    if as_of is not None:
-        clauses.append("disclosure_date <= %(as_of)s")
-        params["as_of"] = pd.Timestamp(as_of).date()
-    if filed_after is not None:
-        clauses.append("disclosure_date > %(filed_after)s")
-        params["filed_after"] = pd.Timestamp(filed_after).date()
-    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    where, params = _where(("disclosure_date <= %(as_of)s", "as_of", _day(as_of)),
+                           ("disclosure_date > %(filed_after)s", "filed_after", _day(filed_after)))
     return _read(
         conn,
         f"SELECT {_select(frames.DISCLOSURE_COLUMNS)} FROM disclosures {where} "
@@ -124,17 +130,11 @@ def read_rejects(conn: sa.Connection) -> pd.DataFrame:
 
 def read_prices(conn: sa.Connection, tickers=None, start=None, end=None) -> pd.DataFrame:
     """Prices of `tickers` (all when None) with start <= date <= end (open bounds when None)."""
-    clauses, params = [], {}
-    if tickers is not None:
-        clauses.append("ticker = ANY(%(tickers)s::text[])")
-        params["tickers"] = [str(t) for t in tickers]
-    if start is not None:
-        clauses.append("date >= %(start)s")
-        params["start"] = pd.Timestamp(start).date()
-    if end is not None:
-        clauses.append("date <= %(end)s")
-        params["end"] = pd.Timestamp(end).date()
-    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    where, params = _where(
+        ("ticker = ANY(%(tickers)s::text[])", "tickers", None if tickers is None else [str(t) for t in tickers]),
+        ("date >= %(start)s", "start", _day(start)),
+        ("date <= %(end)s", "end", _day(end)),
+    )
     return _read_prices(conn, f"SELECT {_select(frames.PRICE_COLUMNS)} FROM prices {where} ORDER BY ticker, date",
                         params)
 
