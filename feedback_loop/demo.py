@@ -19,8 +19,10 @@ import sqlalchemy as sa
 from tqdm import tqdm
 
 from feedback_loop.lib import db, ingest
+from feedback_loop.lib.blend_weight import blend_weight_as_of
 from feedback_loop.lib.engine import CLOSED_LOOP_ARM, LoopData, LoopEngine
 from feedback_loop.lib.history import persist_history
+from feedback_loop.lib.policy import PortfolioPolicy
 
 DEMO_HISTORY_START = "2024-01-02"
 DEMO_FINAL_DAY = "2024-12-31"
@@ -102,22 +104,26 @@ def run_demo(echo=print) -> dict:
     return summary
 
 
+QUEUE_THRESHOLD = PortfolioPolicy().min_queue_confidence
+
+
 def demo_summary(engine: sa.Engine, day: str) -> dict:
     queries = {
         "disclosures": "SELECT count(*) FROM disclosures",
         "signals": "SELECT count(*) FROM trading_signals",
-        "queued_signals_below_0.75": "SELECT count(*) FROM trading_signals WHERE status <> 'below_queue_threshold' "
-                                     "AND status <> 'direction_disagreement' AND confidence < 0.75",
+        f"queued_signals_below_{QUEUE_THRESHOLD}": (
+            "SELECT count(*) FROM trading_signals WHERE status <> 'below_queue_threshold' "
+            f"AND status <> 'direction_disagreement' AND confidence < {QUEUE_THRESHOLD}"),
         "open_positions": "SELECT count(*) FROM portfolio_positions WHERE status = 'open'",
         "closed_positions": "SELECT count(*) FROM portfolio_positions WHERE status = 'closed'",
         "outcomes": "SELECT count(*) FROM signal_outcomes",
         "models": "SELECT count(*) FROM ml_models",
         "promotions": "SELECT count(*) FROM model_deployments WHERE action = 'promote'",
         "active_model": "SELECT version FROM ml_models WHERE status = 'active'",
-        "blend_weight": "SELECT ml_blend_weight FROM reference_portfolio_config",
     }
     with engine.connect() as conn:
         summary = {k: conn.execute(sa.text(q)).scalar() for k, q in queries.items()}
+        summary["blend_weight"] = blend_weight_as_of(conn, pd.Timestamp(day) + pd.Timedelta(days=1))
         perf = conn.execute(sa.text(
             "SELECT win_rate, sharpe, max_drawdown_frac, excess_return_pct FROM model_performance_history"
             " WHERE scope = 'portfolio' AND as_of = :d"), {"d": day}).mappings().first()

@@ -185,6 +185,13 @@ def _write_outcomes(engine: sa.Engine, rows: list[tuple], prefix: str) -> None:
         loop_store.write_outcomes(conn, pd.DataFrame(outcomes))
 
 
+def _loop_day(engine: sa.Engine, day: dt.date) -> None:
+    """The daily loop has run through `day` (the sensors decide after the loop's latest day)."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO portfolio_equity (date, equity_usd, cash_usd, invested_usd, open_positions)"
+                             " VALUES (:d, 1e5, 1e5, 0, 0) ON CONFLICT DO NOTHING"), {"d": day})
+
+
 def _closed(first_exit: dt.date, n: int, outcome: str = "loss", start: int = 0) -> list[tuple]:
     return [(first_exit + dt.timedelta(days=i % 20), outcome, start + i) for i in range(n)]
 
@@ -230,10 +237,13 @@ def test_sensors_start_running_and_target_the_retrain_jobs(loaded):
 
 def test_new_outcomes_sensor_fires_once_per_champion_at_twenty_outcomes(loaded, instance, db_url, engine):
     sensor = SensorTicks(loaded.get_repository_def().get_sensor_def("new_outcomes_sensor"), instance, db_url)
-    assert not sensor.tick().run_requests  # no champion yet
+    assert "not run yet" in sensor.tick().skip_message
+    _loop_day(engine, dt.date(2024, 3, 1))
+    assert "no model in service" in sensor.tick().skip_message
 
     trained = dt.date(2024, 3, 1)
     _register_and_promote(engine, "model-a", trained)
+    _loop_day(engine, dt.date(2024, 3, 22))
     # Outcomes closed on or before the training date, and open positions, never count.
     _write_outcomes(engine, _closed(trained - dt.timedelta(days=25), 25, "win", start=100), "OLD")
     _write_outcomes(engine, [(None, "open", i) for i in range(5)], "OPEN")
@@ -243,6 +253,8 @@ def test_new_outcomes_sensor_fires_once_per_champion_at_twenty_outcomes(loaded, 
     assert sensor.cursor is None
 
     _write_outcomes(engine, [(dt.date(2024, 3, 25), "win", 19)], "NEW")  # the 20th
+    assert not sensor.tick().run_requests  # closed after the loop's latest day: not known yet
+    _loop_day(engine, dt.date(2024, 3, 25))
     request = _single_request(sensor.tick(), loaded, "outcome_retrain_job")
     assert _training_config(request) == {"as_of": "2024-03-25", "use_outcomes": True, "trigger": "new_outcomes",
                                          "num_classes": 5}
@@ -255,14 +267,16 @@ def test_new_outcomes_sensor_fires_once_per_champion_at_twenty_outcomes(loaded, 
 
     # A new champion resets the count: nothing until 20 more close after its training date.
     _register_and_promote(engine, "model-b", dt.date(2024, 4, 15))
+    _loop_day(engine, dt.date(2024, 4, 15))
     data = sensor.tick()
     assert not data.run_requests and "0 closed outcomes" in data.skip_message
     _write_outcomes(engine, _closed(dt.date(2024, 4, 16), 19), "B")
     assert not sensor.tick().run_requests
     _write_outcomes(engine, [(dt.date(2024, 5, 20), "loss", 19)], "B")
+    _loop_day(engine, dt.date(2024, 5, 20))
     request = _single_request(sensor.tick(), loaded, "outcome_retrain_job")
     assert _training_config(request)["as_of"] == "2024-05-20"
-    assert request.run_key == "new_outcomes-model-b"
+    assert request.run_key == "retrain-2024-05-20-outcome"
     assert not sensor.tick().run_requests
 
 
@@ -271,6 +285,7 @@ def test_feature_drift_sensor_fires_once_per_champion(loaded, instance, db_url, 
     assert not sensor.tick().run_requests  # no report yet
 
     _register_and_promote(engine, "model-a", dt.date(2024, 3, 1))
+    _loop_day(engine, dt.date(2024, 3, 5))
     with engine.begin() as conn:
         write_drift_report(conn, _drift_report(DriftRecommendation.NO_ACTION), "2024-03-05", "model-a")
     data = sensor.tick()
@@ -278,20 +293,24 @@ def test_feature_drift_sensor_fires_once_per_champion(loaded, instance, db_url, 
 
     with engine.begin() as conn:
         write_drift_report(conn, _drift_report(DriftRecommendation.SCHEDULE_RETRAIN), "2024-03-06", "model-a")
+    assert not sensor.tick().run_requests  # a report of a later day than the loop's latest is not acted on yet
+    _loop_day(engine, dt.date(2024, 3, 6))
     request = _single_request(sensor.tick(), loaded, "market_retrain_job")
     assert _training_config(request) == {"as_of": "2024-03-06", "use_outcomes": False, "trigger": "feature_drift",
                                          "num_classes": 5}
     assert not sensor.tick().run_requests  # once
     with engine.begin() as conn:  # still drifting days later, even an emergency: same champion, no new retrain
         write_drift_report(conn, _drift_report(DriftRecommendation.EMERGENCY_RETRAIN), "2024-03-07", "model-a")
+    _loop_day(engine, dt.date(2024, 3, 7))
     assert not sensor.tick().run_requests
 
     _register_and_promote(engine, "model-b", dt.date(2024, 3, 8))
     with engine.begin() as conn:
         write_drift_report(conn, _drift_report(DriftRecommendation.EMERGENCY_RETRAIN), "2024-03-11", "model-b")
+    _loop_day(engine, dt.date(2024, 3, 11))
     request = _single_request(sensor.tick(), loaded, "market_retrain_job")
     assert _training_config(request)["as_of"] == "2024-03-11"
-    assert request.run_key == "feature_drift-model-b"
+    assert request.run_key == "retrain-2024-03-11-market"
     assert not sensor.tick().run_requests
 
 
@@ -300,6 +319,7 @@ def test_degradation_sensor_fires_below_35_percent_with_enough_outcomes(loaded, 
     sensor = SensorTicks(loaded.get_repository_def().get_sensor_def("degradation_sensor"), instance, db_url)
     _register_and_promote(engine, "model-a", dt.date(2024, 1, 2))
     latest = dt.date(2024, 3, 29)
+    _loop_day(engine, latest)
     in_window = [latest - dt.timedelta(days=i) for i in range(20)]  # the last 30 days before `latest`
     # Outside the window: 10 losses 31+ days before the latest exit must not count.
     _write_outcomes(engine, [(latest - dt.timedelta(days=31 + i), "loss", 100 + i) for i in range(10)], "OLD")

@@ -98,26 +98,36 @@ def test_apply_is_idempotent_and_weights_are_point_in_time(engine):
             "SELECT * FROM feature_importance_history WHERE feature_name = '_ml_blend_weight'"
         )).all()
         config_weight = conn.execute(sa.text("SELECT ml_blend_weight FROM reference_portfolio_config")).scalar()
+        row = rows[0]._mapping
         assert blend_weight_as_of(conn, D) == policy.BLEND_WEIGHT_DEFAULT
         assert blend_weight_as_of(conn, D + dt.timedelta(days=1)) == 0.30
     assert len(rows) == 1
-    row = rows[0]._mapping
-    assert row["median_value"] == 0.30 and config_weight == 0.30
+    # The config column is the starting weight: decisions do not overwrite it.
+    assert row["median_value"] == 0.30 and config_weight == policy.BLEND_WEIGHT_DEFAULT
     assert row["avg_return_when_high"] == 0.75 and row["avg_return_when_low"] == 0.25
     assert row["lift_pct"] == pytest.approx(50.0)
     assert row["sample_size_total"] == 40 and row["analysis_window_days"] == window
     assert row["details"]["old_weight"] == 0.20 and row["details"]["new_weight"] == 0.30
 
 
-def test_config_follows_latest_decision_even_when_an_older_day_is_rerun(engine):
+def test_an_operator_edit_of_the_config_sets_the_weight_before_the_first_decision(engine):
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE reference_portfolio_config SET ml_blend_weight = 0.40"))
+        assert blend_weight_as_of(conn, D) == 0.40
+        apply_blend_weight(conn, next_blend_weight(blend_weight_as_of(conn, D), 10, 40, 30, 40), D, 30)
+        assert blend_weight_as_of(conn, D) == 0.40
+        assert blend_weight_as_of(conn, D + dt.timedelta(days=1)) == 0.30
+
+
+def test_rerunning_an_older_day_replaces_its_decision_only(engine):
     with engine.begin() as conn:
         apply_blend_weight(conn, next_blend_weight(0.20, 30, 40, 10, 40), D, 30)
         apply_blend_weight(
             conn, next_blend_weight(0.30, 30, 40, 10, 40), D + dt.timedelta(days=7), 30
         )
         apply_blend_weight(conn, next_blend_weight(0.20, 10, 40, 30, 40), D, 30)
-        assert conn.execute(sa.text("SELECT ml_blend_weight FROM reference_portfolio_config")).scalar() == 0.40
         assert blend_weight_as_of(conn, D + dt.timedelta(days=1)) == 0.10
+        assert blend_weight_as_of(conn, D + dt.timedelta(days=8)) == 0.40
 
 
 def test_no_second_move_within_the_cooldown():

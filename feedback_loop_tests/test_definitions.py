@@ -13,8 +13,8 @@ import sqlalchemy as sa
 
 from feedback_loop import cli
 from feedback_loop.definitions import defs as project_defs
-from feedback_loop.defs.training import TRAINING_CHECKS
 from feedback_loop.lib import db
+from feedback_loop.lib.training.labels import CHECK_DESCRIPTIONS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RETRAIN_JOBS = ("market_retrain_job", "outcome_retrain_job")
@@ -99,7 +99,7 @@ def test_retrain_jobs_run_the_blocking_training_checks(loaded, job_name):
     job = loaded.resolve_job_def(job_name)
     gate = dg.AssetKey("blended_training_set")
     training_checks = {key for key in _checks_of_job(job) if key.asset_key == gate}
-    assert {key.name for key in training_checks} == set(TRAINING_CHECKS)
+    assert {key.name for key in training_checks} == set(CHECK_DESCRIPTIONS)
     graph = job.asset_layer.asset_graph
     assert all(graph.get_check_spec(key).blocking for key in training_checks)
     # The gate and what it protects are materialized by the same run.

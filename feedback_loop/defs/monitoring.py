@@ -10,11 +10,7 @@ from feedback_loop.lib import blend_weight as blend_weight_lib
 from feedback_loop.lib import drift, loop_store, model_store, registry
 from feedback_loop.lib.engine import champion_hits
 from feedback_loop.lib.features import FEATURE_NAMES
-from feedback_loop.lib.policy import (
-    BLEND_WEIGHT_WINDOW_DAYS,
-    DRIFT_LIVE_WINDOW_DAYS,
-    DRIFT_MIN_LIVE_DAYS,
-)
+from feedback_loop.lib.policy import BLEND_WEIGHT_WINDOW_DAYS
 from feedback_loop.lib.training.artifact import ArtifactIntegrityError
 from feedback_loop.lib.training.config import TrainingConfig
 
@@ -24,9 +20,7 @@ OWNERS = ["team:ml"]
 @dg.asset(
     group_name="monitoring", kinds={"python", "postgres"}, owners=OWNERS, partitions_def=daily_partitions,
     deps=["signal_outcomes"],
-    description=("Compares the ML side's win rate with the heuristic's on the same signals (shadow outcomes, 30 days): "
-                 "ML ahead by > 5 points → +0.10 (cap 0.70), behind by > 5 points → −0.10 (floor 0.10), else unchanged; "
-                 "no move under the minimum outcomes per side. The new weight serves from the next day."),
+    description=blend_weight_lib.RULE_DESCRIPTION,
 )
 def blend_weight(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
     day = pd.Timestamp(context.partition_key)
@@ -51,9 +45,7 @@ def blend_weight(context: dg.AssetExecutionContext, database: DatabaseResource) 
 @dg.asset(
     group_name="monitoring", kinds={"python", "scipy", "postgres"}, owners=OWNERS, partitions_def=daily_partitions,
     deps=["ticker_features", "signal_outcomes"],
-    description=("Live feature distributions (30 days) against the champion's training data: KS per feature (> 0.15 "
-                 "drifts), PSI of the score distribution (> 0.2), rolling accuracy on resolved outcomes vs validation. "
-                 "Recommends emergency_retrain, schedule_retrain or no_action; the drift sensor acts on it."),
+    description=drift.RULE_DESCRIPTION,
 )
 def feature_drift(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
     day = pd.Timestamp(context.partition_key)
@@ -62,15 +54,13 @@ def feature_drift(context: dg.AssetExecutionContext, database: DatabaseResource)
         record = registry.champion_as_of(conn, day)
         if record is None:
             return dg.MaterializeResult(metadata={"recommendation": "no_action", "reason": "no champion in service"})
-        # Live rows: the recent window, and only what the champion has seen in service.
-        since = max(day - pd.Timedelta(days=DRIFT_LIVE_WINDOW_DAYS), pd.Timestamp(record.trained_as_of))
+        since = drift.live_window_start(day, record.trained_as_of)
         live = loop_store.read_features(conn, since + pd.Timedelta(days=1), day)
         shadow = loop_store.read_shadow(conn, day)
     live_days = live["as_of"].nunique() if len(live) else 0
-    if live_days < DRIFT_MIN_LIVE_DAYS:
+    if (too_few := drift.too_few_live_days(live_days)) is not None:
         return dg.MaterializeResult(metadata={
-            "recommendation": "no_action", "model_version": record.version,
-            "reason": f"{live_days} live days since the champion was trained; drift needs {DRIFT_MIN_LIVE_DAYS}"})
+            "recommendation": "no_action", "model_version": record.version, "reason": too_few})
     try:
         model = model_store.load_verified(record)
     except ArtifactIntegrityError as exc:

@@ -8,19 +8,13 @@ import sqlalchemy as sa
 from feedback_loop.defs.resources import DatabaseResource
 from feedback_loop.lib import db, model_store, training_flow
 from feedback_loop.lib.plots import png_markdown
+from feedback_loop.lib.promotion import GATE_DESCRIPTION
 from feedback_loop.lib.training.config import TrainingConfig
-from feedback_loop.lib.training.labels import LabeledSet, training_set_checks
+from feedback_loop.lib.training.labels import CHECK_DESCRIPTIONS, LabeledSet, training_set_checks
 from feedback_loop.lib.training.labels import blended_training_set as blend_sets
 from feedback_loop.lib.training.model import train_challenger
 
 OWNERS = ["team:ml"]
-TRAINING_CHECKS = {
-    "training_set_features_complete": "Feature completeness is at least 95% (features the source lacks entirely are listed, not counted).",
-    "training_set_has_every_class": "Every class is present with at least a 2% share.",
-    "training_set_has_enough_rows": "At least 100 rows.",
-    "training_set_has_no_leakage": "No row's label resolved (t1) after the training cutoff.",
-    "training_set_outliers_flagged": "Under 5% of rows beyond the far-out fences for every feature (warning only).",
-}
 
 
 class TrainingRunConfig(dg.Config):
@@ -113,7 +107,7 @@ def outcome_labeled_set(config: TrainingRunConfig, database: DatabaseResource) -
 @dg.asset(
     group_name="training", kinds={"python", "pandas"}, owners=OWNERS,
     check_specs=[dg.AssetCheckSpec(name, asset="blended_training_set", blocking=True, description=text)
-                 for name, text in TRAINING_CHECKS.items()],
+                 for name, text in CHECK_DESCRIPTIONS.items()],
     description=("Market-labeled rows (weight 1.0) and, with use_outcomes, outcome-labeled rows (weight "
                  "outcome_weight, default 2.0). Blocking checks gate the challenger."),
 )
@@ -160,9 +154,8 @@ def challenger_model(context: dg.AssetExecutionContext, config: TrainingRunConfi
 
 @dg.asset(
     group_name="training", kinds={"python", "postgres"}, owners=OWNERS, pool="retrain",
-    description=("Champion and challenger scored on the SAME time-ordered holdout; promote when accuracy improves by "
-                 ">= 0.02 or weighted F1 by >= 0.03 (absolute), in one transaction. Otherwise the challenger stays a "
-                 "candidate and scores in shadow. Every decision is logged."),
+    description=("Champion and challenger scored on the SAME time-ordered holdout; " + GATE_DESCRIPTION
+                 + " Otherwise the challenger stays a candidate and scores in shadow. Every decision is logged."),
 )
 def promotion_decision(context: dg.AssetExecutionContext, config: TrainingRunConfig, database: DatabaseResource,
                        challenger_model: dict) -> dg.MaterializeResult:
@@ -175,6 +168,7 @@ def promotion_decision(context: dg.AssetExecutionContext, config: TrainingRunCon
         "promoted": result.decision.promote,
         "reason": result.decision.reason,
         "comparison": dg.MetadataValue.md(result.table_markdown()),
-        "comparison_plot": dg.MetadataValue.md(png_markdown(result.png, "champion vs challenger")),
+        **({"comparison_plot": dg.MetadataValue.md(png_markdown(result.png, "champion vs challenger"))}
+           if result.png else {}),
         "holdout_rows": result.holdout_rows,
     })

@@ -8,7 +8,10 @@ wins more often, within [BLEND_WEIGHT_MIN, BLEND_WEIGHT_MAX]. Breakevens are not
 A weight decided on `as_of` is logged as a `feature_importance_history` row
 ('_ml_blend_weight', analysis_date = as_of) and takes effect the next day: the signals of
 `as_of` already used the old weight, and `blend_weight_as_of` reproduces the weight that
-any past date's signals were built with.
+any past date's signals were built with. Before the first decision the weight is the
+starting weight of `reference_portfolio_config.ml_blend_weight` (an operator's setting; the
+engine starts from the same `PortfolioPolicy.ml_blend_weight`). The rule itself is
+`loop_rules.blend_weight_in_force`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import TypedDict
 import pandas as pd
 import sqlalchemy as sa
 
+from feedback_loop.lib import loop_rules as rules
 from feedback_loop.lib import policy
 from feedback_loop.lib.vocab import Outcome
 
@@ -42,6 +46,16 @@ class ShadowWinCounts(TypedDict):
     heuristic_wins: int
     heuristic_n: int
     heuristic_breakevens: int
+
+
+RULE_DESCRIPTION = (
+    f"Compares the ML side's win rate with the heuristic's on the same signals (shadow outcomes, "
+    f"{policy.BLEND_WEIGHT_WINDOW_DAYS} days): ML ahead by > {policy.BLEND_WEIGHT_WIN_RATE_MARGIN_FRAC:.0%} → "
+    f"+{policy.BLEND_WEIGHT_STEP:.2f} (cap {policy.BLEND_WEIGHT_MAX:.2f}), behind by more → "
+    f"−{policy.BLEND_WEIGHT_STEP:.2f} (floor {policy.BLEND_WEIGHT_MIN:.2f}), else unchanged; no move under "
+    f"{policy.BLEND_WEIGHT_MIN_OUTCOMES_PER_SIDE} outcomes per side nor within {policy.BLEND_WEIGHT_COOLDOWN_DAYS} "
+    "days of the last move. The new weight serves from the next day."
+)
 
 
 @dataclass(frozen=True)
@@ -150,8 +164,7 @@ def next_blend_weight(
 def apply_blend_weight(
     conn: sa.Connection, decision: BlendWeightDecision, as_of, window_days: int
 ) -> None:
-    """Log the decision of `as_of` (one row per analysis_date: re-running replaces it) and
-    set reference_portfolio_config.ml_blend_weight to the latest logged weight.
+    """Log the decision of `as_of` (one row per analysis_date: re-running replaces it).
 
     The caller takes `decision.old_weight` from `blend_weight_as_of(conn, as_of)`, so a
     re-run of the same day reaches the same decision instead of stepping twice.
@@ -188,39 +201,29 @@ def apply_blend_weight(
             "details": json.dumps(asdict(decision)),
         },
     )
-    conn.execute(
+
+
+def _logged_weights(conn: sa.Connection, before) -> list:
+    return conn.execute(
         sa.text(
-            "UPDATE reference_portfolio_config SET updated_at = now(), ml_blend_weight = ("
-            " SELECT median_value FROM feature_importance_history"
-            " WHERE feature_name = :feature AND model_id IS NULL"
-            " ORDER BY analysis_date DESC LIMIT 1)"
+            "SELECT analysis_date, median_value, (details->>'changed')::boolean FROM feature_importance_history"
+            " WHERE feature_name = :feature AND model_id IS NULL AND analysis_date < :before ORDER BY analysis_date"
         ),
-        {"feature": BLEND_WEIGHT_FEATURE},
-    )
+        {"feature": BLEND_WEIGHT_FEATURE, "before": pd.Timestamp(before).date()},
+    ).all()
+
+
+def starting_blend_weight(conn: sa.Connection) -> float:
+    """The weight before any decision: `reference_portfolio_config.ml_blend_weight`, which operators may set."""
+    return float(conn.execute(sa.text("SELECT ml_blend_weight FROM reference_portfolio_config")).scalar())
 
 
 def blend_weight_as_of(conn: sa.Connection, as_of) -> float:
-    """The weight in force on `as_of`: the latest logged weight decided BEFORE `as_of`,
-    else policy.BLEND_WEIGHT_DEFAULT."""
-    weight = conn.execute(
-        sa.text(
-            "SELECT median_value FROM feature_importance_history"
-            " WHERE feature_name = :feature AND model_id IS NULL AND analysis_date < :as_of"
-            " ORDER BY analysis_date DESC LIMIT 1"
-        ),
-        {"feature": BLEND_WEIGHT_FEATURE, "as_of": pd.Timestamp(as_of).date()},
-    ).scalar()
-    return policy.BLEND_WEIGHT_DEFAULT if weight is None else float(weight)
+    """The weight in force on `as_of` (`loop_rules.blend_weight_in_force` over the logged decisions)."""
+    decisions = [(day, weight) for day, weight, _ in _logged_weights(conn, as_of)]
+    return rules.blend_weight_in_force(decisions, as_of, starting_blend_weight(conn))
 
 
 def days_since_last_move(conn: sa.Connection, as_of) -> int | None:
     """Days from the last logged weight move (decided before `as_of`) to `as_of`; None if never moved."""
-    last = conn.execute(
-        sa.text(
-            "SELECT max(analysis_date) FROM feature_importance_history"
-            " WHERE feature_name = :feature AND model_id IS NULL AND analysis_date < :as_of"
-            " AND (details->>'changed')::boolean"
-        ),
-        {"feature": BLEND_WEIGHT_FEATURE, "as_of": pd.Timestamp(as_of).date()},
-    ).scalar()
-    return None if last is None else (pd.Timestamp(as_of).date() - last).days
+    return rules.days_since_blend_move((day for day, _, moved in _logged_weights(conn, as_of) if moved), as_of)

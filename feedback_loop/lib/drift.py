@@ -36,6 +36,27 @@ PSI_EPSILON = 1e-4
 _DECIMALS = 10
 
 
+RULE_DESCRIPTION = (
+    f"Live feature distributions ({policy.DRIFT_LIVE_WINDOW_DAYS} days, at least {policy.DRIFT_MIN_LIVE_DAYS} live "
+    f"days since the champion was trained) against the champion's training data: KS per feature "
+    f"(> {policy.DRIFT_KS_THRESHOLD} drifts), PSI of the score distribution (> {policy.DRIFT_PSI_THRESHOLD}), rolling "
+    "accuracy on resolved outcomes vs validation. Recommends emergency_retrain, schedule_retrain or no_action; "
+    "the drift sensor acts on it."
+)
+
+
+def live_window_start(day, trained_as_of) -> pd.Timestamp:
+    """Live rows are those after this date: the recent window, and only what the champion has seen in service."""
+    return max(pd.Timestamp(day) - pd.Timedelta(days=policy.DRIFT_LIVE_WINDOW_DAYS), pd.Timestamp(trained_as_of))
+
+
+def too_few_live_days(live_days: int) -> str | None:
+    """Why no drift report is made on this few live days (market-wide features are one value per day), or None."""
+    if live_days >= policy.DRIFT_MIN_LIVE_DAYS:
+        return None
+    return f"{live_days} live days since the champion was trained; drift needs {policy.DRIFT_MIN_LIVE_DAYS}"
+
+
 class KsResult(NamedTuple):
     statistic: float | None
     pvalue: float | None

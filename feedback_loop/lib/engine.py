@@ -28,6 +28,7 @@ import pandas as pd
 
 from feedback_loop.lib import blend_weight as blend_weight_lib
 from feedback_loop.lib import drift as drift_lib
+from feedback_loop.lib import loop_rules as rules
 from feedback_loop.lib import outcomes as outcomes_lib
 from feedback_loop.lib import policy as P
 from feedback_loop.lib.features import FEATURE_NAMES, compute_ticker_features
@@ -39,11 +40,11 @@ from feedback_loop.lib.promotion import decide_promotion
 from feedback_loop.lib.signals import build_signals
 from feedback_loop.lib.training.config import TrainingConfig
 from feedback_loop.lib.training.labels import (
-    MIN_TRAINING_ROWS,
     blended_training_set,
     label_from_return,
     market_labeled_set,
     outcome_labeled_set,
+    training_set_checks,
 )
 from feedback_loop.lib.training.model import TrainedModel, train_challenger
 from feedback_loop.lib.training_flow import training_pairs
@@ -109,10 +110,15 @@ class LoopState:
     skipped_requests: list[dict] = field(default_factory=list)
     sensor_cursors: dict[str, str] = field(default_factory=dict)
     queued: pd.DataFrame | None = None
+    #: The weight before any decision: the persisted portfolio config's `ml_blend_weight`.
+    starting_blend_weight: float = P.BLEND_WEIGHT_DEFAULT
 
     def champion_id(self, as_of: pd.Timestamp) -> str | None:
-        live = [d for d in self.deployments if d[0] <= as_of]
-        return live[-1][1] if live else None
+        return rules.champion_in_force(((d[0], d[1]) for d in self.deployments), as_of)
+
+    def blend_weight_on(self, day: pd.Timestamp) -> float:
+        decisions = [(move["as_of"], move["decision"].new_weight) for move in self.blend_weight_path]
+        return rules.blend_weight_in_force(decisions, day, self.starting_blend_weight)
 
     def all_signals(self) -> pd.DataFrame:
         return self.signals
@@ -227,7 +233,8 @@ class LoopEngine:
         self.validate_models = validate_models
         self.artifact_dir = artifact_dir
         self.state = LoopState(portfolio=PortfolioState.initial(self.policy),
-                               blend_weight=self.policy.ml_blend_weight)
+                               blend_weight=self.policy.ml_blend_weight,
+                               starting_blend_weight=self.policy.ml_blend_weight)
         self._daily_by_date = dict(tuple(self.panel.daily.groupby("as_of", sort=False)))
         self._score_cache: dict[tuple[str, pd.Timestamp], np.ndarray] = {}
         self._shadow_done: set[str] = set()
@@ -235,8 +242,8 @@ class LoopEngine:
     # ---------------------------------------------------------------- the day
     def run(self, progress: Callable[[pd.Timestamp, dict], None] | None = None) -> LoopState:
         if self.arm.use_model:
-            self._retrain(self.days[0] - pd.Timedelta(days=1), RetrainTrigger.SCHEDULED,
-                          effective_from=self.days[0], use_outcomes=False)
+            self._retrain(rules.RetrainRequest(RetrainTrigger.SCHEDULED, self.days[0] - pd.Timedelta(days=1),
+                                               use_outcomes=False))
         previous = None
         for day in self.days:
             if self.arm.retrain and previous is not None:
@@ -329,7 +336,7 @@ class LoopEngine:
                 model_id, version, path = champion, entry.model.version, ServingPath.CHAMPION
             if self.state.candidate_id is not None:
                 challenger = self._predict(self.state.models[self.state.candidate_id].model, heuristic)
-        signals = build_signals(heuristic, ml, blend_weight=self.state.blend_weight, policy=self.policy,
+        signals = build_signals(heuristic, ml, blend_weight=self.state.blend_weight_on(day), policy=self.policy,
                                 serving_path=path, model_id=model_id, model_version=version,
                                 challenger=challenger)
         self.state.candidates = pd.concat(
@@ -349,22 +356,11 @@ class LoopEngine:
 
     # ---------------------------------------------------------------- models
     def _scheduled_retrains(self, previous: pd.Timestamp, day: pd.Timestamp) -> None:
-        """Schedule run times between two trading days: Sunday 02:00 weekly, the 1st 03:00 monthly."""
-        between = pd.date_range(previous + pd.Timedelta(days=1), day)
-        monthly = [d for d in between if d.day == 1]
-        weekly = [d for d in between if d.dayofweek == 6]
-        if monthly:
-            run = monthly[-1]
-            self._retrain(run - pd.Timedelta(days=1), RetrainTrigger.SCHEDULED, effective_from=run,
-                          use_outcomes=True)
-            for skipped in weekly:
-                self._skip(skipped, RetrainTrigger.SCHEDULED, "a retrain already ran in this window")
-        elif weekly:
-            run = weekly[-1]
-            self._retrain(run - pd.Timedelta(days=1), RetrainTrigger.SCHEDULED, effective_from=run,
-                          use_outcomes=False)
+        """The retrain schedules' runs between the loops of two trading days, merged by training inputs."""
+        for request in rules.merge_requests(rules.scheduled_retrains(previous, day)):
+            self._retrain(request)
 
-    def _skip(self, as_of, trigger, reason) -> None:
+    def _skip(self, as_of, trigger: RetrainTrigger, reason: str) -> None:
         self.state.skipped_requests.append({"as_of": as_of, "trigger": trigger.value, "reason": reason})
 
     def _training_set(self, as_of: pd.Timestamp, config: TrainingConfig) -> pd.DataFrame:
@@ -375,22 +371,27 @@ class LoopEngine:
             outcome = outcome_labeled_set(self.state.all_outcomes(), as_of, config)
         return blended_training_set(market, outcome, config)
 
-    def _retrain(self, as_of: pd.Timestamp, trigger: RetrainTrigger, *, effective_from: pd.Timestamp,
-                 use_outcomes: bool) -> None:
-        config = self.config.model_copy(update={"use_outcomes": use_outcomes})
+    def _retrain(self, request: rules.RetrainRequest) -> None:
+        as_of, trigger, effective_from = request.as_of, request.trigger, request.effective_from
+        config = self.config.model_copy(update={"use_outcomes": request.use_outcomes})
         training = self._training_set(as_of, config)
-        event = {"as_of": as_of, "trigger": trigger.value, "use_outcomes": use_outcomes,
+        event = {"as_of": as_of, "trigger": trigger.value, "use_outcomes": request.use_outcomes,
                  "rows": len(training)}
-        if len(training) < MIN_TRAINING_ROWS or training["label"].nunique() < config.num_classes:
+        accepted, why = rules.training_set_accepted(training_set_checks(training, config, as_of))
+        if not accepted:
             self.state.retrain_events.append({**event, "deployed": False, "new_model_id": None,
-                                              "reason": f"not enough labeled rows ({len(training)})"})
+                                              "reason": f"training set rejected: {why}"})
             return
         model = train_challenger(training, config, as_of, validate=self.validate_models)
         model_id = f"{self.arm.name}-{model.version}"
+        current_id = self.state.champion_id(effective_from)
+        if model_id == current_id:
+            self.state.retrain_events.append({**event, "new_model_id": model_id, "old_model_id": current_id,
+                                              "deployed": False, "reason": "no change: retrained the model in service"})
+            return
         reference = training[FEATURE_NAMES].reset_index(drop=True)
         self.state.models[model_id] = ModelEntry(model_id, model, trigger, as_of, reference,
                                                  model.predict_proba(reference).max(axis=1))
-        current_id = self.state.champion_id(effective_from)
         new_metrics = model.evaluate(model.holdout)
         current_metrics = (self.state.models[current_id].model.evaluate(model.holdout)
                            if current_id else None)
@@ -407,27 +408,23 @@ class LoopEngine:
             "accuracy_improvement": decision.accuracy_gain, "f1_improvement": decision.f1_gain,
             "new_metrics": new_metrics, "old_metrics": current_metrics, "reason": decision.reason,
         })
+        candidates = [m.model_id for m in self.state.models.values() if m.status == "candidate"]
+        for changed_id, status in rules.model_statuses_after_decision(
+                model_id, decision.promote, current_id, candidates).items():
+            self.state.models[changed_id].status = status.value
         if decision.promote:
-            if current_id:
-                self.state.models[current_id].status = "archived"
-            self.state.models[model_id].status = "active"
             self.state.deployments.append((effective_from, model_id, "promote", trigger.value, decision.reason))
-            if self.state.candidate_id is not None:
-                self.state.models[self.state.candidate_id].status = "archived"
-                self.state.candidate_id = None
-        else:
-            if self.state.candidate_id is not None:
-                self.state.models[self.state.candidate_id].status = "archived"
-            self.state.candidate_id = model_id
+        self.state.candidate_id = next(
+            (m.model_id for m in self.state.models.values() if m.status == "candidate"), None)
 
     # ---------------------------------------------------------------- after the close
     def _evaluate_blend_weight(self, day: pd.Timestamp) -> None:
         if self.state.shadow is None or not len(self.state.shadow):
             return
         counts = blend_weight_lib.win_rates_from_shadow(self.state.shadow, day, P.BLEND_WEIGHT_WINDOW_DAYS)
-        path = self.state.blend_weight_path
-        since = (day - path[-1]["as_of"]).days if path else None
-        decision = blend_weight_lib.next_blend_weight(self.state.blend_weight, **counts, days_since_change=since)
+        since = rules.days_since_blend_move((move["as_of"] for move in self.state.blend_weight_path), day)
+        current = self.state.blend_weight_on(day)
+        decision = blend_weight_lib.next_blend_weight(current, **counts, days_since_change=since)
         if decision.changed:
             self.state.blend_weight_path.append({"as_of": day, "decision": decision,
                                                  "window_days": P.BLEND_WEIGHT_WINDOW_DAYS})
@@ -438,10 +435,10 @@ class LoopEngine:
         if champion is None:
             return
         entry = self.state.models[champion]
-        # Live rows: the recent window, and only what the champion has seen in service.
-        since = max(day - pd.Timedelta(days=P.DRIFT_LIVE_WINDOW_DAYS), entry.trained_as_of)
+        since = drift_lib.live_window_start(day, entry.trained_as_of)
         window = self.days[(self.days > since) & (self.days <= day)]
-        if len(window) < P.DRIFT_MIN_LIVE_DAYS:
+        live_days = sum(d in self._daily_by_date for d in window)
+        if drift_lib.too_few_live_days(live_days) is not None:
             return
         rows = [self._daily_by_date[d] for d in window if d in self._daily_by_date]
         live = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=FEATURE_NAMES)
@@ -462,32 +459,22 @@ class LoopEngine:
         return self._score_cache[key]
 
     def _sensors(self, day: pd.Timestamp) -> None:
-        """The three retrain sensors, each firing once per champion (their cursor)."""
-        champion = self.state.champion_id(day + pd.Timedelta(days=1))
-        if champion is None:
-            return
-        cursors = self.state.sensor_cursors
-        requests: list[RetrainTrigger] = []
-        outcomes = self.state.all_outcomes()
-        trained = self.state.models[champion].trained_as_of
-        closed = outcomes[(outcomes["outcome"] != "open") & (outcomes["exit_date"] > trained)] if len(outcomes) else outcomes
-        if len(closed) >= P.NEW_OUTCOMES_RETRAIN_COUNT and cursors.get("new_outcomes") != champion:
-            cursors["new_outcomes"] = champion
-            requests.append(RetrainTrigger.NEW_OUTCOMES)
-        if self.state.drift_reports and self.state.drift_reports[-1]["as_of"] == day:
-            recommendation = self.state.drift_reports[-1]["report"].recommendation
-            if recommendation != "no_action" and cursors.get("feature_drift") != champion:
-                cursors["feature_drift"] = champion
-                requests.append(RetrainTrigger.FEATURE_DRIFT)
-        recent = outcomes[outcomes["exit_date"] > day - pd.Timedelta(days=P.DEGRADATION_WINDOW_DAYS)] if len(outcomes) else outcomes
-        if (len(recent) >= P.DEGRADATION_MIN_OUTCOMES and (recent["outcome"] == "win").mean() < P.DEGRADATION_WIN_RATE
-                and cursors.get("performance_degradation") != champion):
-            cursors["performance_degradation"] = champion
-            requests.append(RetrainTrigger.PERFORMANCE_DEGRADATION)
-        if not requests:
-            return
-        first, *rest = requests
-        use_outcomes = first != RetrainTrigger.FEATURE_DRIFT
-        self._retrain(day, first, effective_from=day + pd.Timedelta(days=1), use_outcomes=use_outcomes)
-        for trigger in rest:
-            self._skip(day, trigger, f"a {first.value} retrain is already running for this day")
+        """The three retrain sensors after the loop of `day`; requests with equal training inputs merge."""
+        champion_id = self.state.champion_id(day + pd.Timedelta(days=1))
+        champion = (rules.ChampionRef(champion_id, self.state.models[champion_id].trained_as_of)
+                    if champion_id else None)
+        reports = self.state.drift_reports
+        drift = (rules.DriftRef(reports[-1]["as_of"], reports[-1]["model_id"],
+                                reports[-1]["report"].recommendation.value) if reports else None)
+        decisions = rules.sensor_decisions(day, champion, self.state.all_outcomes(), drift, self.state.sensor_cursors)
+        requests = []
+        for sensor, decision in decisions.items():
+            if decision.request is not None:
+                self.state.sensor_cursors[sensor] = decision.cursor
+                requests.append(decision.request)
+        merged = rules.merge_requests(requests)
+        for request in requests:
+            if request not in merged:
+                self._skip(day, request.trigger, f"merged into the retrain {request.training_key}")
+        for request in merged:
+            self._retrain(request)

@@ -290,3 +290,4 @@ def write_performance_history(conn: sa.Connection, as_of, scope: str, metrics: d
            **{k: metrics.get(k) for k in PERFORMANCE_COLUMNS},
            "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) or v is None}}
     upsert_frame(conn, "model_performance_history", pd.DataFrame([row]), ["as_of", "scope"])
+

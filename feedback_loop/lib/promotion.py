@@ -17,6 +17,10 @@ from feedback_loop.lib import policy
 _GAIN_DECIMALS = 10
 
 
+GATE_DESCRIPTION = (f"promote when accuracy improves by >= {policy.PROMOTION_MIN_ACCURACY_GAIN} or weighted F1 "
+                    f"by >= {policy.PROMOTION_MIN_F1_GAIN} (absolute), in one transaction.")
+
+
 @dataclass(frozen=True)
 class PromotionDecision:
     promote: bool

@@ -379,3 +379,16 @@ def record_retraining_event(
             "reason": reason,
         },
     ).scalar_one()
+
+
+def candidate_ids(conn: sa.Connection) -> list[str]:
+    return list(conn.execute(sa.text("SELECT model_id FROM ml_models WHERE status = :c ORDER BY trained_as_of"),
+                             {"c": ModelStatus.CANDIDATE.value}).scalars())
+
+
+def set_statuses(conn: sa.Connection, statuses: dict[str, ModelStatus]) -> None:
+    """Apply status changes of the candidate lifecycle (`loop_rules.model_statuses_after_decision`)."""
+    for model_id, status in statuses.items():
+        conn.execute(sa.text(
+            "UPDATE ml_models SET status = :s, archived_at = CASE WHEN :s = :archived THEN now() END"
+            " WHERE model_id = :id"), {"s": status.value, "archived": ModelStatus.ARCHIVED.value, "id": model_id})

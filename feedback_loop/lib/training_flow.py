@@ -13,6 +13,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from feedback_loop.lib import ingest, loop_store, model_store, registry
+from feedback_loop.lib import loop_rules as rules
 from feedback_loop.lib.features import compute_ticker_features
 from feedback_loop.lib.frames import MARKET_TICKER
 from feedback_loop.lib.promotion import PromotionDecision, decide_promotion
@@ -89,15 +90,19 @@ def decide_and_apply(engine: sa.Engine, challenger_id: str, *, as_of, trigger: s
     """Score champion and challenger on the challenger's holdout, decide, promote or park, log both tables."""
     from feedback_loop.lib.plots import comparison_png
 
+    effective_from = pd.Timestamp(as_of) + pd.Timedelta(days=1)
     with engine.connect() as conn:
         challenger_record = registry.get_model(conn, challenger_id)
-        champion_record = registry.active_model(conn)
+        champion_record = registry.champion_as_of(conn, effective_from)
+        candidate_ids = registry.candidate_ids(conn)
         shadow = loop_store.read_shadow(conn, as_of)
+    if champion_record is not None and champion_record.model_id == challenger_id:
+        return _no_change(engine, challenger_record, as_of=as_of, trigger=trigger, run_id=run_id)
     challenger = model_store.load_verified(challenger_record)
     holdout = challenger.holdout
     new_metrics = challenger.evaluate(holdout)
     current_metrics, champion, champion_note = None, None, ""
-    if champion_record is not None and champion_record.model_id != challenger_id:
+    if champion_record is not None:
         try:
             champion = model_store.load_verified(champion_record)
             current_metrics = champion.evaluate(holdout)
@@ -121,11 +126,29 @@ def decide_and_apply(engine: sa.Engine, challenger_id: str, *, as_of, trigger: s
             old_metrics=current_metrics, new_metrics=new_metrics, accuracy_improvement=decision.accuracy_gain,
             f1_improvement=decision.f1_gain, deployed=decision.promote, reason=reason,
         )
+        champion_id = champion_record.model_id if champion_record else None
+        statuses = rules.model_statuses_after_decision(challenger_id, decision.promote, champion_id, candidate_ids)
+        # The promotion itself (champion archived, challenger active, deployment) is registry.promote's.
+        registry.set_statuses(conn, {model_id: status for model_id, status in statuses.items()
+                                     if model_id not in (challenger_id, champion_id)})
     if decision.promote:
         registry.promote(engine, challenger_id, as_of=as_of, trigger=trigger, reason=reason)
     png = comparison_png(new_metrics, current_metrics, holdout, challenger, champion)
     return PromotionResult(decision, new_metrics, current_metrics,
                            champion_record.model_id if champion_record else None, len(holdout), png)
+
+
+def _no_change(engine: sa.Engine, record, *, as_of, trigger: str, run_id: str | None) -> PromotionResult:
+    """A retrain that reproduced the model in service: logged as an event, never compared with itself."""
+    reason = f"no change: the retrain reproduced the model in service ({record.version})"
+    decision = PromotionDecision(False, reason, None, None)
+    with engine.begin() as conn:
+        registry.record_retraining_event(
+            conn, as_of=as_of, trigger=trigger, dagster_run_id=run_id, old_model_id=record.model_id,
+            new_model_id=record.model_id, old_metrics=record.metrics, new_metrics=record.metrics,
+            accuracy_improvement=None, f1_improvement=None, deployed=False, reason=reason,
+        )
+    return PromotionResult(decision, record.metrics, record.metrics, record.model_id, 0, b"")
 
 
 #: A model's shadow win rate is reported only with at least this many resolved shadow outcomes.
@@ -157,9 +180,9 @@ def train_candidate(engine: sa.Engine, as_of, config: TrainingConfig, *, trigger
         market = market_set(conn, as_of, config)
         outcome = outcome_set(conn, as_of, config) if config.use_outcomes else None
     frame = blended_training_set(market, outcome, config)
-    failed = [c for c in training_set_checks(frame, config, as_of) if not c.passed and c.severity == "ERROR"]
-    if failed:
-        raise TrainingSetRejected("; ".join(f"{c.name}: {c.metadata}" for c in failed))
+    accepted, why = rules.training_set_accepted(training_set_checks(frame, config, as_of))
+    if not accepted:
+        raise TrainingSetRejected(why)
     model = train_challenger(frame, config, as_of, validate=validate)
     with engine.begin() as conn:
         record = model_store.store_model(conn, model, model_id=f"model-{model.version}", trigger=trigger,

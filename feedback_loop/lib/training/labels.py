@@ -34,6 +34,16 @@ MIN_CLASS_SHARE_FRAC = 0.02
 #: on p1/p99 alone would be contaminated as soon as more than 1% of rows are outliers.
 OUTLIER_IQR_MULTIPLE = 3.0
 MAX_OUTLIER_SHARE_FRAC = 0.05
+#: The Dagster asset-check name and description of each training-set gate.
+CHECK_DESCRIPTIONS = {
+    "training_set_features_complete": (f"Feature completeness is at least {MIN_FEATURE_COMPLETENESS_FRAC:.0%} "
+                                       "(features the source lacks entirely are listed, not counted)."),
+    "training_set_has_every_class": f"Every class is present with at least a {MIN_CLASS_SHARE_FRAC:.0%} share.",
+    "training_set_has_enough_rows": f"At least {MIN_TRAINING_ROWS} rows.",
+    "training_set_has_no_leakage": "No row's label resolved (t1) after the training cutoff.",
+    "training_set_outliers_flagged": (f"Under {MAX_OUTLIER_SHARE_FRAC:.0%} of rows beyond the far-out fences "
+                                      "for every feature (warning only)."),
+}
 
 
 @dataclass
