@@ -1,6 +1,7 @@
 """The orchestration rules both drivers call: calendar, sensors, merging, lifecycle, what is in force."""
 
 import datetime as dt
+import itertools
 from types import SimpleNamespace
 
 import dagster as dg
@@ -28,7 +29,7 @@ def test_the_schedules_use_the_rules_cron_strings():
 def test_scheduled_retrains_between_trading_days_are_the_schedules_ticks():
     """Walking trading days of two months gives exactly the retrain schedules' ticks, each once."""
     days = pd.bdate_range("2024-01-02", "2024-03-01")
-    requested = [r for prev, day in zip(days[:-1], days[1:]) for r in rules.scheduled_retrains(prev, day)]
+    requested = [r for prev, day in itertools.pairwise(days) for r in rules.scheduled_retrains(prev, day)]
     repo = defs().get_repository_def()
     ticks = []
     for name in ("market_retrain_schedule", "outcome_retrain_schedule"):
