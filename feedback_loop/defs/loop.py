@@ -76,7 +76,7 @@ def ticker_features(context: dg.AssetExecutionContext, database: DatabaseResourc
         sectors = ingest.read_sectors(conn)
     features = compute_ticker_features(disclosures, prices, as_of_dates=[day], sectors=sectors)
     with engine.begin() as conn:
-        loop_store.write_features(conn, features)
+        loop_store.replace_features(conn, day, features)
     completeness = features.drop(columns=["ticker", "as_of"]).notna().mean().round(3)
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(features),
@@ -96,8 +96,7 @@ def heuristic_signals(context: dg.AssetExecutionContext, database: DatabaseResou
         features = loop_store.read_features(conn, day, day)
     scored = score_heuristic(features) if len(features) else features
     with engine.begin() as conn:
-        if len(scored):
-            loop_store.write_heuristic(conn, scored)
+        loop_store.replace_heuristic(conn, day, scored)
     counts = scored["heuristic_signal_type"].value_counts() if len(scored) else pd.Series(dtype=int)
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(scored),
@@ -123,6 +122,8 @@ def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResourc
         candidate = serving.candidate_as_of(conn, day)
     heuristic = score_heuristic(features) if len(features) else features
     if not len(heuristic):
+        with engine.begin() as conn:
+            loop_store.replace_signals(conn, day, pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
         return dg.MaterializeResult(metadata={"dagster/row_count": 0, "serving_path": served.serving_path.value})
     ml, log = None, []
     if served.model is not None:
@@ -142,10 +143,8 @@ def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResourc
     predictions = pd.concat(log, ignore_index=True) if log else pd.DataFrame()
     calls = candidate_calls(heuristic, ml, served.record.model_id if served.record else None, challenger, signals)
     with engine.begin() as conn:
-        loop_store.write_candidate_calls(conn, calls)
-        loop_store.write_signals(conn, signals)
-        if len(predictions):
-            serving.write_predictions(conn, predictions[predictions["signal_id"].isin(set(signals["signal_id"]))])
+        logged = predictions[predictions["signal_id"].isin(set(signals["signal_id"]))] if len(predictions) else predictions
+        loop_store.replace_signals(conn, day, calls, signals, logged)
         rate = loop_store.fallback_rate(conn, day - pd.Timedelta(days=FALLBACK_RATE_WINDOW_DAYS - 1), day)
     status = signals["status"].value_counts() if len(signals) else pd.Series(dtype=int)
     latency = serving.latency_summary(predictions) if len(predictions) else {}
@@ -188,8 +187,7 @@ def portfolio_positions(context: dg.AssetExecutionContext, database: DatabaseRes
     if policy.trading_mode == TradingMode.LIVE.value:
         state.positions = send_day_orders(AlpacaBroker.from_env(policy.trading_mode), state.positions, day)
     with engine.begin() as conn:
-        loop_store.write_portfolio(conn, state)
-        loop_store.update_signal_status(conn, updates)
+        loop_store.replace_portfolio_day(conn, day, previous, state, updates)
     positions = state.positions
     today = state.equity.iloc[-1]
     metadata = {
@@ -218,16 +216,16 @@ def portfolio_positions(context: dg.AssetExecutionContext, database: DatabaseRes
 def signal_outcomes(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
     day = as_of_date(context)
     engine = database.get_engine()
-    with engine.connect() as conn:
+    with engine.begin() as conn:  # one transaction: what an earlier run of the day wrote is computed again
+        loop_store.clear_outcomes_of(conn, day)
         policy = read_policy(conn)
         closed = loop_store.positions_due_outcomes(conn, day)
         signals = loop_store.read_signals_by_id(conn, closed["signal_id"])
         oldest, youngest = shadow_resolution_window(day, policy.shadow_horizon_days)
         candidates = loop_store.unresolved_candidates(conn, oldest, youngest)
         prices = loop_store.outcome_prices(conn, day, closed, candidates, oldest)
-    outcome_rows = outcomes.outcomes_from_positions(closed, signals, prices)
-    shadow = shadow_outcomes_of_candidates(candidates, prices, day, policy.shadow_horizon_days)
-    with engine.begin() as conn:
+        outcome_rows = outcomes.outcomes_from_positions(closed, signals, prices)
+        shadow = shadow_outcomes_of_candidates(candidates, prices, day, policy.shadow_horizon_days)
         loop_store.write_outcomes(conn, outcome_rows)
         loop_store.write_shadow(conn, shadow)
         totals = loop_store.outcome_totals(conn, day)

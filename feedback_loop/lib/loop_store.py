@@ -1,7 +1,9 @@
 """Reads and idempotent writes of the loop's per-day state (features, signals, positions, outcomes).
 
 The Dagster assets rebuild the start-of-day state of any trading day from these tables, so
-re-materializing a day reproduces it; the engine writes the same tables in bulk.
+re-materializing a day reproduces it; the engine writes the same tables in bulk. Each asset
+*replaces* the rows its day wrote (`replace_*`: delete the day's rows, then insert, in the
+caller's transaction), so a re-run never leaves rows of an earlier run beside its own.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from feedback_loop.lib import ingest
+from feedback_loop.lib import ingest, serving
 from feedback_loop.lib.db import upsert_frame
 from feedback_loop.lib.features import FEATURE_NAMES
 from feedback_loop.lib.frames import MARKET_TICKER, normalize_dates
@@ -53,6 +55,10 @@ def _subset(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return frame[[c for c in columns if c in frame.columns]]
 
 
+def _delete_day(conn: sa.Connection, table: str, column: str, day) -> None:
+    conn.execute(sa.text(f"DELETE FROM {table} WHERE {column} = :d"), {"d": pd.Timestamp(day).date()})
+
+
 # ------------------------------------------------------------------ features
 def write_features(conn: sa.Connection, features: pd.DataFrame) -> int:
     if not len(features):
@@ -64,6 +70,12 @@ def write_features(conn: sa.Connection, features: pd.DataFrame) -> int:
         for vec in values.to_numpy()
     ]
     return upsert_frame(conn, "ticker_features", rows, ["as_of", "ticker"])
+
+
+def replace_features(conn: sa.Connection, day, features: pd.DataFrame) -> int:
+    """The features of `day` become `features`."""
+    _delete_day(conn, "ticker_features", "as_of", day)
+    return write_features(conn, features)
 
 
 def _with_feature_columns(frame: pd.DataFrame) -> pd.DataFrame:
@@ -84,6 +96,12 @@ def write_heuristic(conn: sa.Connection, heuristic: pd.DataFrame) -> int:
     return upsert_frame(conn, "heuristic_signals",
                         heuristic[["as_of", "ticker", "heuristic_signal_type", "heuristic_confidence"]],
                         ["as_of", "ticker"])
+
+
+def replace_heuristic(conn: sa.Connection, day, heuristic: pd.DataFrame) -> int:
+    """The heuristic candidates of `day` become `heuristic` (their model calls are written with the signals)."""
+    _delete_day(conn, "heuristic_signals", "as_of", day)
+    return write_heuristic(conn, heuristic) if len(heuristic) else 0
 
 
 def write_candidate_calls(conn: sa.Connection, calls: pd.DataFrame) -> int:
@@ -112,6 +130,34 @@ def unresolved_candidates(conn: sa.Connection, after, until) -> pd.DataFrame:
 # ------------------------------------------------------------------ signals
 def write_signals(conn: sa.Connection, signals: pd.DataFrame) -> int:
     return upsert_frame(conn, "trading_signals", _subset(signals, SIGNAL_TABLE_COLUMNS), ["signal_id"])
+
+
+def replace_signals(conn: sa.Connection, day, calls: pd.DataFrame, signals: pd.DataFrame,
+                    predictions: pd.DataFrame) -> None:
+    """The candidate calls, signals and prediction log of `day` become these.
+
+    What was derived from the day's previous signals goes with them: their shadow outcomes (the
+    calls they judged may have changed; later days resolve them again) and paper positions opened
+    from them on later days, with their outcomes (those days are to be re-run after this one). A
+    position the broker holds is never deleted: replacing its signal is refused.
+    """
+    d = pd.Timestamp(day).date()
+    held = conn.execute(sa.text(
+        "SELECT p.position_id FROM portfolio_positions p JOIN trading_signals s ON s.signal_id = p.signal_id"
+        " WHERE s.as_of = :d AND p.broker_order_id IS NOT NULL ORDER BY p.position_id"), {"d": d}).scalars().all()
+    if held:
+        raise ValueError(f"the signals of {d} opened broker-held positions {held}; they cannot be replaced")
+    opened_from_day = "SELECT signal_id FROM trading_signals WHERE as_of = :d"
+    conn.execute(sa.text(f"DELETE FROM signal_outcomes WHERE signal_id IN ({opened_from_day})"), {"d": d})
+    conn.execute(sa.text(f"DELETE FROM portfolio_positions WHERE signal_id IN ({opened_from_day})"), {"d": d})
+    for table in ("ml_predictions", "shadow_outcomes", "trading_signals", "heuristic_signals"):
+        _delete_day(conn, table, "as_of", day)
+    if len(calls):
+        write_candidate_calls(conn, calls)
+    if len(signals):
+        write_signals(conn, signals)
+    if len(predictions):
+        serving.write_predictions(conn, predictions)
 
 
 _SIGNALS = (
@@ -163,6 +209,24 @@ def queued_for(signals_of_previous_day: pd.DataFrame) -> pd.DataFrame:
 def write_portfolio(conn: sa.Connection, state: PortfolioState) -> None:
     upsert_frame(conn, "portfolio_positions", _subset(state.positions, POSITION_COLUMNS), ["position_id"])
     upsert_frame(conn, "portfolio_equity", _subset(state.equity, EQUITY_COLUMNS), ["date"])
+
+
+def replace_portfolio_day(conn: sa.Connection, day, previous, state: PortfolioState,
+                          updates: pd.DataFrame) -> None:
+    """Write the portfolio after `day`, replacing what an earlier run of `day` wrote: the positions
+    it opened (and their outcomes), its equity row, and the statuses it gave the signals of
+    `previous` (the trading day before, whose queued signals it filled)."""
+    opened_on_day = "SELECT position_id FROM portfolio_positions WHERE entry_date = :d"
+    d = pd.Timestamp(day).date()
+    conn.execute(sa.text(f"DELETE FROM signal_outcomes WHERE position_id IN ({opened_on_day})"), {"d": d})
+    _delete_day(conn, "portfolio_positions", "entry_date", day)
+    _delete_day(conn, "portfolio_equity", "date", day)
+    if previous is not None:
+        conn.execute(sa.text("UPDATE trading_signals SET status = :queued WHERE as_of = :p AND status = ANY(:was)"),
+                     {"queued": SignalStatus.QUEUED.value, "p": pd.Timestamp(previous).date(),
+                      "was": sorted(WAS_QUEUED)})
+    write_portfolio(conn, state)
+    update_signal_status(conn, updates)
 
 
 def portfolio_at_start_of(conn: sa.Connection, day, prices: pd.DataFrame,
@@ -257,6 +321,13 @@ def outcome_totals(conn: sa.Connection, day) -> dict:
 
 
 # ------------------------------------------------------------------ outcomes
+def clear_outcomes_of(conn: sa.Connection, day) -> None:
+    """Forget the outcomes and shadow outcomes that exited on `day`, before `day` computes them again
+    (a position an earlier run closed on `day` may be open now)."""
+    _delete_day(conn, "signal_outcomes", "exit_date", day)
+    _delete_day(conn, "shadow_outcomes", "exit_date", day)
+
+
 def write_outcomes(conn: sa.Connection, outcomes: pd.DataFrame) -> int:
     return upsert_frame(conn, "signal_outcomes", _subset(outcomes, OUTCOME_COLUMNS), ["position_id"])
 
