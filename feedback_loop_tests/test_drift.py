@@ -122,23 +122,25 @@ def test_accuracy_drop_beyond_five_points_is_an_emergency():
     assert too_few.recommendation == DriftRecommendation.NO_ACTION
 
 
-def test_write_drift_report_is_an_idempotent_upsert(engine):
+def test_write_drift_report_replaces_the_day_whichever_champion_wrote_it(engine):
     as_of = dt.date(2025, 6, 30)
     with engine.begin() as conn:
-        registry.register_model(
-            conn, model_id="m", version="v1", trained_as_of=as_of, trigger="scheduled",
-            num_classes=5, config={}, feature_names=FEATURES, metrics={}, model_card={},
-            artifact_path=None, artifact_sha256=None, training_start=None, training_end=None,
-        )
+        for model_id in ("old", "m"):
+            registry.register_model(
+                conn, model_id=model_id, version=f"v-{model_id}", trained_as_of=as_of, trigger="scheduled",
+                num_classes=5, config={}, feature_names=FEATURES, metrics={}, model_card={},
+                artifact_path=None, artifact_sha256=None, training_start=None, training_end=None,
+            )
         live = _frame(10, shifted=("f1", "f2", "f3"))
         live["f5"] = np.nan
+        write_drift_report(conn, _report(_frame(11)), as_of, "old")  # an earlier run served another champion
         write_drift_report(conn, _report(_frame(11)), as_of, "m")
         write_drift_report(conn, _report(live), as_of, "m")
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT * FROM drift_reports")).all()
     assert len(rows) == 1
     row = rows[0]._mapping
-    assert row["recommendation"] == "schedule_retrain"
+    assert row["model_id"] == "m" and row["recommendation"] == "schedule_retrain"
     assert row["drifting_features"] == ["f1", "f2", "f3"]
     assert row["ks_statistics"]["f1"]["n_live"] == 500 and row["ks_statistics"]["f1"]["statistic"] > 0.3
     assert row["ks_statistics"]["f5"]["statistic"] is None

@@ -50,6 +50,8 @@ def blend_weight(context: dg.AssetExecutionContext, database: DatabaseResource) 
 def feature_drift(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
     day = pd.Timestamp(context.partition_key)
     engine = database.get_engine()
+    with engine.begin() as conn:
+        drift.clear_drift_reports(conn, day)
     with engine.connect() as conn:
         record = registry.champion_as_of(conn, day)
         if record is None:

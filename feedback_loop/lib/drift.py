@@ -232,8 +232,14 @@ def _finite_or_none(value):
     return None if value is None or math.isnan(value) else value
 
 
+def clear_drift_reports(conn: sa.Connection, as_of) -> None:
+    """A re-run of a day replaces its report, whichever champion the earlier run measured."""
+    conn.execute(sa.text("DELETE FROM drift_reports WHERE as_of = :d"), {"d": pd.Timestamp(as_of).date()})
+
+
 def write_drift_report(conn: sa.Connection, report: DriftReport, as_of, model_id: str) -> None:
-    """Upsert the report as the drift_reports row of (as_of, model_id); re-runs replace it."""
+    """Write the report as the day's drift_reports row, replacing any earlier run's."""
+    clear_drift_reports(conn, as_of)
     row = {
         "as_of": pd.Timestamp(as_of).date(),
         "model_id": model_id,
