@@ -62,8 +62,9 @@ def dagster_database_url() -> str:
 def ensure_databases() -> str:
     """Start the local cluster unless an external database is configured; return the app URL."""
     if uses_external_database():
-        create_database_if_missing(app_database_url())
-        create_database_if_missing(dagster_database_url())
+        # An external server is either up or not: no waiting for it as for a just-started cluster.
+        create_database_if_missing(app_database_url(), attempts=1)
+        create_database_if_missing(dagster_database_url(), attempts=1)
         return app_database_url()
     return local_cluster().up()
 
