@@ -123,6 +123,15 @@ def db_down() -> None:
     db.local_cluster().down()
 
 
+@db_group.command("remove")
+@click.confirmation_option(prompt="Delete the local cluster and all its data?")
+def db_remove() -> None:
+    """Stop the local cluster and delete its data (`make clean`)."""
+    if db.uses_external_database():
+        raise UserError(f"{db.DATABASE_URL_ENV} is set: no local cluster to remove")
+    db.local_cluster().remove()
+
+
 @db_group.command("url")
 @click.option("--dagster", is_flag=True, help="Print the URL of Dagster's storage database instead.")
 def db_url(dagster: bool) -> None:
