@@ -24,5 +24,5 @@ ui: install
 	$(BIN)/feedback-loop dev
 
 clean:
-	-$(BIN)/feedback-loop db down
+	-$(BIN)/feedback-loop db remove --yes
 	rm -rf $(VENV) .feedback_loop

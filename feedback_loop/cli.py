@@ -2,16 +2,103 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 
 import click
+import sqlalchemy as sa
 
-from feedback_loop.lib import db
+from feedback_loop.lib import db, policy
 from feedback_loop.lib.pgcluster import PostgresNotFound
 
+#: Exit code of every user error (click's own usage errors use it too).
+USER_ERROR_EXIT_CODE = 2
 
-@click.group()
+
+class UserError(click.ClickException):
+    """A user error reported as one line, exit code 2."""
+
+    exit_code = USER_ERROR_EXIT_CODE
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else "error"
+
+
+def _user_error(exc: Exception) -> UserError | None:
+    """The one-line user error for an exception the project raises on bad input or setup, else None.
+
+    ValueError and LookupError are how the library refuses input (unknown model id, a file it
+    cannot read, a date before the latest deployment); OSError covers missing/unreadable files.
+    """
+    from feedback_loop.lib.broker import LiveTradingNotAllowed
+    from feedback_loop.lib.training_flow import TrainingSetRejected
+
+    if isinstance(exc, sa.exc.OperationalError):
+        return UserError(f"database unreachable: {_first_line(exc.orig or exc)}")
+    if isinstance(exc, TrainingSetRejected):
+        return UserError(f"training set rejected by its checks: {_first_line(exc)}")
+    if isinstance(exc, (PostgresNotFound, LiveTradingNotAllowed, LookupError, ValueError, OSError)):
+        return UserError(_first_line(exc))
+    return None
+
+
+class OneLineErrors(click.Group):
+    """Every user error, click's usage errors included, is one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            error = _user_error(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as exc:
+            click.echo(f"Error: {_first_line(exc.format_message())}", err=True)
+            sys.exit(USER_ERROR_EXIT_CODE)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+class IsoDate(click.ParamType):
+    """A YYYY-MM-DD date as `datetime.date`; `not_in_future` refuses dates after today."""
+
+    name = "YYYY-MM-DD"
+
+    def __init__(self, not_in_future: bool = False):
+        self.not_in_future = not_in_future
+
+    def convert(self, value, param, ctx) -> dt.date:
+        if isinstance(value, dt.date):
+            day = value
+        else:
+            try:
+                day = dt.datetime.strptime(str(value), "%Y-%m-%d").date()
+            except ValueError:
+                self.fail(f"{value!r} is not a date YYYY-MM-DD", param, ctx)
+        if self.not_in_future and day > dt.date.today():
+            self.fail(f"{day} is in the future (today is {dt.date.today()})", param, ctx)
+        return day
+
+
+DATE = IsoDate()
+PAST_DATE = IsoDate(not_in_future=True)
+
+
+@click.group(cls=OneLineErrors)
 def main() -> None:
     """feedback_loop: congressional-disclosure signals with a closed ML feedback loop."""
 
@@ -24,11 +111,7 @@ def db_group() -> None:
 @db_group.command("up")
 def db_up() -> None:
     """Initialize (first time) and start the local cluster, then create the databases."""
-    try:
-        url = db.ensure_databases()
-    except PostgresNotFound as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(url)
+    click.echo(db.ensure_databases())
 
 
 @db_group.command("down")
@@ -38,6 +121,15 @@ def db_down() -> None:
         click.echo(f"{db.DATABASE_URL_ENV} is set: no local cluster to stop")
         return
     db.local_cluster().down()
+
+
+@db_group.command("remove")
+@click.confirmation_option(prompt="Delete the local cluster and all its data?")
+def db_remove() -> None:
+    """Stop the local cluster and delete its data (`make clean`)."""
+    if db.uses_external_database():
+        raise UserError(f"{db.DATABASE_URL_ENV} is set: no local cluster to remove")
+    db.local_cluster().remove()
 
 
 @db_group.command("url")
@@ -89,11 +181,12 @@ def _app_engine():
 
 
 @main.command()
-@click.option("--as-of", "as_of", default=None, help="Training date YYYY-MM-DD (default: the latest SPY price date).")
+@click.option("--as-of", "as_of", type=PAST_DATE, default=None,
+              help="Training date YYYY-MM-DD, not in the future (default: the latest SPY price date).")
 @click.option("--use-outcomes", is_flag=True, help="Blend closed trade outcomes (weight 2x) with market labels.")
 @click.option("--num-classes", type=click.Choice(["3", "5"]), default="5", show_default=True)
 @click.option("--decide/--no-decide", default=False, help="Run the champion/challenger gate afterwards.")
-def train(as_of: str | None, use_outcomes: bool, num_classes: str, decide: bool) -> None:
+def train(as_of: dt.date | None, use_outcomes: bool, num_classes: str, decide: bool) -> None:
     """Train a challenger as of a date (registered as candidate; training never promotes)."""
     from feedback_loop.lib import training_flow
     from feedback_loop.lib.training.config import TrainingConfig
@@ -103,13 +196,10 @@ def train(as_of: str | None, use_outcomes: bool, num_classes: str, decide: bool)
         with engine.connect() as conn:
             as_of = training_flow.latest_market_date(conn)
         if as_of is None:
-            raise click.ClickException("no SPY prices ingested; materialize the ingest assets first")
+            raise UserError("no SPY prices ingested; materialize the ingest assets first")
     config = TrainingConfig(use_outcomes=use_outcomes, num_classes=int(num_classes))
-    try:
-        record, model, dropped = training_flow.train_candidate(
-            engine, as_of, config, trigger="manual", artifact_root=db.state_dir() / "models")
-    except training_flow.TrainingSetRejected as exc:
-        raise click.ClickException(f"training set rejected by its checks: {exc}") from exc
+    record, model, dropped = training_flow.train_candidate(
+        engine, as_of, config, trigger="manual", artifact_root=db.state_dir() / "models")
     metrics = model.metrics
     click.echo(f"candidate {record.model_id} (as of {as_of}, {metrics['fit_rows']} fit rows, "
                f"{metrics['holdout_rows']} holdout rows)")
@@ -149,28 +239,22 @@ def models_show(model_id: str) -> None:
     with _app_engine().connect() as conn:
         record = registry.get_model(conn, model_id)
     if record is None:
-        raise click.ClickException(f"no model {model_id}")
+        raise UserError(f"no model {model_id}")
     click.echo(json.dumps({"model_id": record.model_id, "version": record.version, "status": record.status,
                            "trained_as_of": str(record.trained_as_of), "artifact": record.artifact_path,
                            "sha256": record.artifact_sha256, "model_card": record.model_card}, indent=2, default=str))
 
 
-def _today() -> str:
-    import datetime as dt
-
-    return dt.date.today().isoformat()
-
-
 @models.command("promote")
 @click.argument("model_id")
 @click.option("--reason", required=True)
-@click.option("--as-of", "as_of", default=None, help="Decision date (default today); serves from the next day.")
-def models_promote(model_id: str, reason: str, as_of: str | None) -> None:
+@click.option("--as-of", "as_of", type=PAST_DATE, default=dt.date.today, show_default="today",
+              help="Decision date YYYY-MM-DD, not in the future; serves from the next day.")
+def models_promote(model_id: str, reason: str, as_of: dt.date) -> None:
     """Make MODEL_ID the champion (manual; logged as a manual retraining event)."""
     from feedback_loop.lib import registry
 
     engine = _app_engine()
-    as_of = as_of or _today()
     with engine.connect() as conn:
         current = registry.active_model(conn)
     registry.promote(engine, model_id, as_of=as_of, trigger="manual", reason=f"manual: {reason}")
@@ -185,19 +269,16 @@ def models_promote(model_id: str, reason: str, as_of: str | None) -> None:
 
 @models.command("rollback")
 @click.option("--reason", required=True)
-@click.option("--as-of", "as_of", default=None, help="Decision date (default today); serves from the next day.")
-def models_rollback(reason: str, as_of: str | None) -> None:
+@click.option("--as-of", "as_of", type=PAST_DATE, default=dt.date.today, show_default="today",
+              help="Decision date YYYY-MM-DD, not in the future; serves from the next day.")
+def models_rollback(reason: str, as_of: dt.date) -> None:
     """Re-activate the previous champion (manual; logged)."""
     from feedback_loop.lib import registry
 
     engine = _app_engine()
-    as_of = as_of or _today()
     with engine.connect() as conn:
         current = registry.active_model(conn)
-    try:
-        restored = registry.rollback(engine, as_of=as_of, reason=f"manual: {reason}")
-    except registry.NoPreviousChampionError as exc:
-        raise click.ClickException(str(exc)) from exc
+    restored = registry.rollback(engine, as_of=as_of, reason=f"manual: {reason}")
     with engine.begin() as conn:
         registry.record_retraining_event(
             conn, as_of=as_of, trigger="manual", dagster_run_id=None,
@@ -222,30 +303,31 @@ def trading_mode(mode: str | None, confirm: bool, reason: str | None) -> None:
         with engine.connect() as conn:
             click.echo(broker.read_policy(conn).trading_mode)
         return
-    try:
-        with engine.begin() as conn:
-            broker.switch_trading_mode(conn, mode, confirm=confirm, changed_by=getpass.getuser(), reason=reason)
-    except broker.LiveTradingNotAllowed as exc:
-        raise click.ClickException(str(exc)) from exc
+    # No transaction of ours around the switch: a refused switch's audit row must be committed.
+    with engine.connect() as conn:
+        changed = broker.switch_trading_mode(conn, mode, confirm=confirm, changed_by=getpass.getuser(),
+                                             reason=reason)
+    if not changed:
+        click.echo(f"trading mode is already {mode}: nothing changed")
+        return
     click.echo(f"trading mode is now {mode}" + ("  *** LIVE: orders use real money ***" if mode == "live" else ""))
 
 
 @main.command()
-@click.option("--start", required=True, help="First day YYYY-MM-DD.")
-@click.option("--end", required=True, help="Last day YYYY-MM-DD.")
+@click.option("--start", required=True, type=DATE, help="First day YYYY-MM-DD.")
+@click.option("--end", required=True, type=DATE, help="Last day YYYY-MM-DD (not before --start).")
 @click.option("--disclosures", "disclosure_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="House/Senate stock-watcher file (repeatable). Without any: the synthetic data.")
+              help="House/Senate stock-watcher file (repeatable; needs --prices). Without any: the synthetic data.")
 @click.option("--legislators", "legislator_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="congress-legislators CSV (repeatable).")
+              help="congress-legislators CSV (repeatable; needs --disclosures).")
 @click.option("--prices", "price_file", type=click.Path(exists=True, dir_okay=False),
-              help="Long-format daily prices (CSV or Parquet).")
+              help="Long-format daily prices, CSV or Parquet (needs --disclosures).")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Report folder (default reports/replay-<id>).")
 @click.option("--persist/--no-persist", default=True, show_default=True,
               help="Write every arm into its own Postgres schema replay_<id>_<arm>.")
 def replay(start, end, disclosure_files, legislator_files, price_file, report_dir, persist) -> None:
     """Run the loop day by day over [START, END] for every arm and write the comparison report."""
-    import datetime as dt
     from pathlib import Path
 
     from tqdm import tqdm
@@ -253,13 +335,17 @@ def replay(start, end, disclosure_files, legislator_files, price_file, report_di
     from feedback_loop.lib import replay as replay_lib
     from feedback_loop.lib.replay_report import build_report, write_report
 
+    try:
+        replay_lib.check_arguments(start, end, disclosure_files=disclosure_files,
+                                   legislator_files=legislator_files, price_file=price_file)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     replay_id = dt.datetime.now().strftime("%Y%m%d%H%M%S")
     out = Path(report_dir or db.PROJECT_ROOT / "reports" / f"replay-{replay_id}")
-    click.echo(f"replay {replay_id}: loading data")
     inputs = replay_lib.load_inputs(start, end, disclosure_files=[Path(p) for p in disclosure_files],
                                     legislator_files=[Path(p) for p in legislator_files],
                                     price_file=Path(price_file) if price_file else None)
-    click.echo(f"  {inputs.description['disclosures_until_end']} disclosures, "
+    click.echo(f"replay {replay_id}: {inputs.description['disclosures_until_end']} disclosures, "
                f"{inputs.description['tickers_priced']} priced tickers")
     bars = []
 
@@ -289,10 +375,14 @@ def replay(start, end, disclosure_files, legislator_files, price_file, report_di
 
 
 @main.command()
-@click.option("--disclosures", default=100_000, show_default=True, help="Synthetic disclosures.")
-@click.option("--tickers", default=1_000, show_default=True, help="Synthetic tickers (SPY comes on top).")
-@click.option("--years", default=10.0, show_default=True, help="Years of history (ending 2025-12-31).")
-@click.option("--repeats", default=3, show_default=True, help="Timed runs per stage after one warm-up.")
+@click.option("--disclosures", type=click.IntRange(min=policy.BENCH_MIN_DISCLOSURES), default=100_000,
+              show_default=True, help="Synthetic disclosures.")
+@click.option("--tickers", type=click.IntRange(min=policy.BENCH_MIN_TICKERS), default=1_000, show_default=True,
+              help="Synthetic tickers (SPY comes on top).")
+@click.option("--years", type=click.FloatRange(min=policy.BENCH_MIN_YEARS, max=policy.BENCH_MAX_YEARS),
+              default=10.0, show_default=True, help="Years of history (ending 2025-12-31).")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Timed runs per stage after one warm-up.")
 @click.option("--scaling", is_flag=True, help="Run at 10k, 100k and 1M disclosures and report the growth.")
 @click.option("--json", "json_path", is_flag=False, flag_value="-", default=None,
               help="Write the result as JSON to FILE ('-' or no value: standard output).", metavar="[FILE]")
@@ -321,10 +411,7 @@ def bench(disclosures: int, tickers: int, years: float, repeats: int, scaling: b
             ratios = "  ".join(f"x{r}" for r in growth["ratios"])
             log(f"  {name:<20} {growth['metric']:<8} {values}   growth {ratios}")
     else:
-        try:
-            result = bench_lib.run_bench(bench_lib.BenchScale(disclosures, tickers, years), repeats=repeats, log=log)
-        except PostgresNotFound as exc:
-            raise click.ClickException(str(exc)) from exc
+        result = bench_lib.run_bench(bench_lib.BenchScale(disclosures, tickers, years), repeats=repeats, log=log)
         log(f"peak memory {result['peak_memory_mb']:,.0f} MB; total {result['total_seconds']:.0f} s")
         for name, target in result["targets"].items():
             log(f"  target {name:<24} {target['value']:>10} <= {target['target']:<8} {'met' if target['met'] else 'MISSED'}")
@@ -341,10 +428,7 @@ def demo() -> None:
     """Set up, simulate 12 months of synthetic history, materialize the final day through Dagster."""
     from feedback_loop.demo import run_demo
 
-    try:
-        run_demo(echo=click.echo)
-    except PostgresNotFound as exc:
-        raise click.ClickException(str(exc)) from exc
+    run_demo(echo=click.echo)
 
 
 if __name__ == "__main__":

@@ -26,12 +26,11 @@ def isolated_state_dir(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> LocalCluster:
-    # Under /tmp itself: pytest's own temp root is private to the current user, and a
-    # root-run suite hands the cluster to the unprivileged `postgres` user.
+    # A mode-700 folder: a root-run suite's cluster runs as `postgres`, whose files then live elsewhere.
     cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="feedback-loop-pg-")))
     cluster.up()
     yield cluster
-    cluster.down()
+    cluster.remove()
     shutil.rmtree(cluster.state_dir, ignore_errors=True)
 
 

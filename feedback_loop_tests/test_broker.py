@@ -96,7 +96,7 @@ def _mode_and_changes(engine):
     with engine.connect() as conn:
         mode = conn.execute(sa.text("SELECT trading_mode FROM reference_portfolio_config")).scalar_one()
         changes = conn.execute(sa.text(
-            "SELECT old_mode, new_mode, changed_by, reason, confirmed, env_flag_set"
+            "SELECT old_mode, new_mode, changed_by, reason, confirmed, env_flag_set, outcome"
             " FROM trading_mode_changes ORDER BY change_id")).all()
     return mode, [tuple(c) for c in changes]
 
@@ -106,22 +106,30 @@ def _mode_and_changes(engine):
     (True, {}),
     (True, {ALLOW_LIVE_ENV: "true"}),
 ])
-def test_going_live_without_confirmation_and_flag_writes_nothing(engine, confirm, env):
+def test_going_live_without_confirmation_and_flag_is_refused_and_audited(engine, confirm, env):
     with engine.begin() as conn, pytest.raises(LiveTradingNotAllowed, match="live"):
-        switch_trading_mode(conn, "live", confirm=confirm, changed_by="ops", reason=None, env=env)
+        switch_trading_mode(conn, "live", confirm=confirm, changed_by="ops", reason="try", env=env)
+    # The caller's transaction rolled back; the refusal's audit row was committed on its own.
+    assert _mode_and_changes(engine) == (
+        "paper", [("paper", "live", "ops", "try", confirm, env.get(ALLOW_LIVE_ENV) == "1", "refused")])
+
+
+def test_switching_to_the_current_mode_changes_and_records_nothing(engine):
+    with engine.connect() as conn:
+        assert switch_trading_mode(conn, "paper", confirm=False, changed_by="ops", reason=None, env={}) is False
     assert _mode_and_changes(engine) == ("paper", [])
 
 
 def test_switches_update_config_and_log_each_change(engine):
     with engine.begin() as conn:
-        switch_trading_mode(conn, "live", confirm=True, changed_by="ops", reason="go",
-                            env={ALLOW_LIVE_ENV: "1"})
+        assert switch_trading_mode(conn, "live", confirm=True, changed_by="ops", reason="go",
+                                   env={ALLOW_LIVE_ENV: "1"}) is True
     with engine.connect() as conn:  # no transaction open yet: the function opens its own
         switch_trading_mode(conn, "paper", confirm=False, changed_by="ops", reason="back", env={})
         conn.commit()
     assert _mode_and_changes(engine) == ("paper", [
-        ("paper", "live", "ops", "go", True, True),
-        ("live", "paper", "ops", "back", False, False),
+        ("paper", "live", "ops", "go", True, True, "applied"),
+        ("live", "paper", "ops", "back", False, False, "applied"),
     ])
 
 

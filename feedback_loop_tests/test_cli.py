@@ -60,5 +60,18 @@ def test_live_mode_needs_confirmation_and_the_flag_and_is_audited(db_url, monkey
     switched = runner.invoke(main, ["trading-mode", "live", "--confirm", "--reason", "go"])
     assert switched.exit_code == 0 and "LIVE" in switched.output
     with sa.create_engine(db_url).connect() as conn:
-        changes = conn.execute(sa.text("SELECT old_mode, new_mode, confirmed, env_flag_set FROM trading_mode_changes")).all()
-    assert [tuple(c) for c in changes] == [("paper", "live", True, True)]
+        changes = conn.execute(sa.text(
+            "SELECT old_mode, new_mode, confirmed, env_flag_set, outcome FROM trading_mode_changes"
+            " ORDER BY change_id")).all()
+    assert [tuple(c) for c in changes] == [
+        ("paper", "live", True, False, "refused"), ("paper", "live", False, True, "refused"),
+        ("paper", "live", True, True, "applied")]
+
+    again = runner.invoke(main, ["trading-mode", "live", "--confirm"])
+    back = runner.invoke(main, ["trading-mode", "paper"])
+    same = runner.invoke(main, ["trading-mode", "paper"])
+    assert (again.exit_code, back.exit_code, same.exit_code) == (0, 0, 0)
+    assert "already live" in again.output and "already paper" in same.output
+    with sa.create_engine(db_url).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM trading_mode_changes")).scalar() == 4, \
+            "only the live -> paper switch was added: same-mode switches are no-ops"

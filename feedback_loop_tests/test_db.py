@@ -96,6 +96,7 @@ ENUM_COLUMNS = {
     vocab.TradingMode: [("reference_portfolio_config", "trading_mode"), ("portfolio_positions", "trading_mode"),
                         ("trading_mode_changes", "new_mode")],
     vocab.PredictionRole: [("ml_predictions", "role")],
+    vocab.ModeChangeOutcome: [("trading_mode_changes", "outcome")],
 }
 
 

@@ -50,6 +50,7 @@ import sqlalchemy as sa
 
 from feedback_loop.lib import db, ingest, model_store, registry
 from feedback_loop.lib.features import FEATURE_NAMES, compute_ticker_features
+from feedback_loop.lib.policy import BENCH_MAX_YEARS, BENCH_MIN_DISCLOSURES, BENCH_MIN_TICKERS, BENCH_MIN_YEARS
 from feedback_loop.lib.synthetic import SyntheticConfig, generate
 from feedback_loop.lib.training.config import MAX_LOOKBACK_DAYS, TrainingConfig
 from feedback_loop.lib.training.labels import blended_training_set, market_labeled_set
@@ -80,6 +81,14 @@ class BenchScale:
     tickers: int = 1_000
     years: float = 10.0
     seed: int = 7
+
+    def __post_init__(self):
+        if self.disclosures < BENCH_MIN_DISCLOSURES:
+            raise ValueError(f"a bench needs at least {BENCH_MIN_DISCLOSURES:,} disclosures, got {self.disclosures}")
+        if self.tickers < BENCH_MIN_TICKERS:
+            raise ValueError(f"a bench needs at least {BENCH_MIN_TICKERS} tickers, got {self.tickers}")
+        if not BENCH_MIN_YEARS <= self.years <= BENCH_MAX_YEARS:
+            raise ValueError(f"a bench covers {BENCH_MIN_YEARS:g} to {BENCH_MAX_YEARS:g} years, got {self.years}")
 
     @property
     def start(self) -> pd.Timestamp:

@@ -2,7 +2,8 @@
 
 Live trading is off unless an operator both confirms the switch and sets
 FEEDBACK_LOOP_ALLOW_LIVE_TRADING=1 in the environment of the process that switches.
-Every switch is written to reference_portfolio_config and trading_mode_changes together.
+Every switch is written to reference_portfolio_config and trading_mode_changes together;
+a refused switch to live is recorded in trading_mode_changes as refused.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import requests
 import sqlalchemy as sa
 
 from feedback_loop.lib.policy import PortfolioPolicy
-from feedback_loop.lib.vocab import TradingMode
+from feedback_loop.lib.vocab import ModeChangeOutcome, TradingMode
 
 BASE_URLS = {
     TradingMode.PAPER: "https://paper-api.alpaca.markets",
@@ -102,30 +103,43 @@ def switch_trading_mode(
     changed_by: str,
     reason: str | None,
     env: Mapping[str, str] = os.environ,
-) -> None:
-    """Set the trading mode and log the change, atomically.
+) -> bool:
+    """Set the trading mode and log the change, atomically; False (nothing written) when the
+    mode already is `new_mode`.
 
     Switching to live requires confirm=True and FEEDBACK_LOOP_ALLOW_LIVE_TRADING=1 in `env`;
-    otherwise LiveTradingNotAllowed is raised and nothing is written. Switching to paper is
-    always allowed. Runs in a savepoint when `conn` is already in a transaction.
+    otherwise the attempt is logged as refused, in its own transaction (it stays recorded when
+    the caller's transaction rolls back), and LiveTradingNotAllowed is raised. Switching to
+    paper is always allowed. Runs in a savepoint when `conn` is already in a transaction.
     """
     new_mode = TradingMode(new_mode)
     env_flag_set = env.get(ALLOW_LIVE_ENV) == "1"
+    change = {"new": new_mode.value, "by": changed_by, "reason": reason, "confirmed": confirm,
+              "flag": env_flag_set}
     if new_mode == TradingMode.LIVE and not (confirm and env_flag_set):
         missing = [what for what, ok in (("confirm=True", confirm), (f"{ALLOW_LIVE_ENV}=1", env_flag_set))
                    if not ok]
+        with conn.engine.begin() as audit:
+            old_mode = audit.execute(sa.text("SELECT trading_mode FROM reference_portfolio_config")).scalar_one()
+            _log_mode_change(audit, dict(change, old=old_mode, outcome=ModeChangeOutcome.REFUSED.value))
         raise LiveTradingNotAllowed(f"switching to live trading requires {' and '.join(missing)}")
     with conn.begin_nested() if conn.in_transaction() else conn.begin():
         old_mode = conn.execute(
             sa.text("SELECT trading_mode FROM reference_portfolio_config FOR UPDATE")).scalar_one()
+        if old_mode == new_mode:
+            return False
         conn.execute(sa.text(
             "UPDATE reference_portfolio_config SET trading_mode = :mode, updated_at = now()"),
             {"mode": new_mode.value})
-        conn.execute(sa.text(
-            "INSERT INTO trading_mode_changes (old_mode, new_mode, changed_by, reason, confirmed, env_flag_set)"
-            " VALUES (:old, :new, :by, :reason, :confirmed, :flag)"),
-            {"old": old_mode, "new": new_mode.value, "by": changed_by, "reason": reason,
-             "confirmed": confirm, "flag": env_flag_set})
+        _log_mode_change(conn, dict(change, old=old_mode, outcome=ModeChangeOutcome.APPLIED.value))
+    return True
+
+
+def _log_mode_change(conn: sa.Connection, change: dict) -> None:
+    conn.execute(sa.text(
+        "INSERT INTO trading_mode_changes"
+        " (old_mode, new_mode, changed_by, reason, confirmed, env_flag_set, outcome)"
+        " VALUES (:old, :new, :by, :reason, :confirmed, :flag, :outcome)"), change)
 
 
 def send_day_orders(broker: AlpacaBroker, positions: pd.DataFrame, day, env: Mapping[str, str] = os.environ) -> pd.DataFrame:

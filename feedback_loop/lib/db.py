@@ -62,8 +62,9 @@ def dagster_database_url() -> str:
 def ensure_databases() -> str:
     """Start the local cluster unless an external database is configured; return the app URL."""
     if uses_external_database():
-        create_database_if_missing(app_database_url())
-        create_database_if_missing(dagster_database_url())
+        # An external server is either up or not: no waiting for it as for a just-started cluster.
+        create_database_if_missing(app_database_url(), attempts=1)
+        create_database_if_missing(dagster_database_url(), attempts=1)
         return app_database_url()
     return local_cluster().up()
 
@@ -77,18 +78,23 @@ def migration_files() -> list[Path]:
     return sorted(SQL_DIR.glob("[0-9]*.sql"))
 
 
+#: Advisory lock key serializing migrators (two test workers, CLI + Dagster, 24 `db migrate`s).
+MIGRATION_LOCK_KEY = 727274
+
+
 def migrate(engine: sa.Engine) -> list[str]:
-    """Apply every not-yet-applied file of sql/ in order; each in its own transaction."""
+    """Apply every not-yet-applied file of sql/ in order; each in its own transaction, all under
+    the migration lock (the migrations table is created under it too)."""
     applied_now: list[str] = []
     with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
         conn.execute(sa.text(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " filename TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
         ))
     for path in migration_files():
         with engine.begin() as conn:
-            # Serialize concurrent migrators (two test workers, CLI + Dagster).
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
             done = conn.execute(
                 sa.text("SELECT 1 FROM schema_migrations WHERE filename = :f"), {"f": path.name}
             ).scalar()

@@ -1,13 +1,22 @@
 """A local PostgreSQL cluster owned by the project, living under its state folder.
 
-The cluster listens on loopback only. The server binaries are looked up on PATH and then
-in the usual Debian/Ubuntu/Homebrew install locations.
+The cluster listens on loopback only and asks every connection (TCP and Unix socket) for the
+password generated at initialization (scram-sha-256; kept in the state folder, mode 600);
+replication connections are refused. The server binaries are looked up on PATH and then in
+the usual Debian/Ubuntu/Homebrew install locations.
+
+Run as root, the server runs as the unprivileged `postgres` user, which may be unable to
+traverse the state folder (under root's home, a `mktemp -d` folder). Its data directory,
+socket and log then live in /var/tmp/feedback-loop-<hash of the state folder>, owned by
+`postgres`, mode 700, and a pointer file in the state folder names that place.
 """
 
 from __future__ import annotations
 
 import getpass
+import hashlib
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -18,6 +27,15 @@ from pathlib import Path
 APP_DATABASE = "feedback_loop"
 DAGSTER_DATABASE = "dagster"
 SERVER_BINARIES = ("initdb", "pg_ctl", "postgres")
+#: Where a root-run cluster's server-owned files go (see the module docstring).
+ROOT_RUNTIME_PARENT = Path("/var/tmp")
+#: Only loopback TCP and the cluster's own socket, each with the password; no replication line.
+PG_HBA = """\
+# Written by feedback_loop: password (scram-sha-256) for every connection; replication refused.
+local   all   all                  scram-sha-256
+host    all   all   127.0.0.1/32   scram-sha-256
+host    all   all   ::1/128        scram-sha-256
+"""
 _SEARCH_GLOBS = (
     "/usr/lib/postgresql/*/bin",
     "/usr/local/pgsql/bin",
@@ -64,16 +82,35 @@ class LocalCluster:
     state_dir: Path
 
     @property
+    def runtime_pointer_file(self) -> Path:
+        return self.state_dir / "pgruntime"
+
+    @property
+    def runtime_dir(self) -> Path:
+        """The folder of the server's own files (data directory, socket, log)."""
+        if self.runtime_pointer_file.exists():
+            return Path(self.runtime_pointer_file.read_text().strip())
+        return self.state_dir
+
+    @property
     def data_dir(self) -> Path:
-        return self.state_dir / "pgdata"
+        return self.runtime_dir / "pgdata"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.runtime_dir.resolve()
 
     @property
     def port_file(self) -> Path:
         return self.state_dir / "pgport"
 
     @property
+    def password_file(self) -> Path:
+        return self.state_dir / "pgpassword"
+
+    @property
     def log_file(self) -> Path:
-        return self.state_dir / "postgres.log"
+        return self.runtime_dir / "postgres.log"
 
     @property
     def user(self) -> str:
@@ -85,8 +122,14 @@ class LocalCluster:
             raise RuntimeError(f"no cluster initialized under {self.state_dir}; run `feedback-loop db up`")
         return int(self.port_file.read_text().strip())
 
+    @property
+    def password(self) -> str | None:
+        """The superuser's password (None for a cluster initialized before passwords)."""
+        return self.password_file.read_text().strip() if self.password_file.exists() else None
+
     def url(self, database: str = APP_DATABASE) -> str:
-        return f"postgresql+psycopg2://{self.user}@127.0.0.1:{self.port}/{database}"
+        credentials = self.user if self.password is None else f"{self.user}:{self.password}"
+        return f"postgresql+psycopg2://{credentials}@127.0.0.1:{self.port}/{database}"
 
     def _run(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
         env = dict(os.environ, LC_ALL="C", LANG="C")
@@ -104,20 +147,12 @@ class LocalCluster:
     def up(self) -> str:
         """Initialize (first time) and start the cluster; create both databases. Idempotent."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            shutil.chown(self.state_dir, _unprivileged_user())
         if not (self.data_dir / "PG_VERSION").exists():
-            result = self._run(
-                "initdb", "-D", str(self.data_dir), "-U", self.user, "--auth=trust",
-                "--encoding=UTF8", "--no-sync",
-            )
-            if result.returncode != 0:
-                raise RuntimeError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
-            self.port_file.write_text(str(_free_port()))
+            self._init()
         if not self.is_running():
             options = (
                 f"-c listen_addresses=127.0.0.1 -c port={self.port} "
-                f"-c unix_socket_directories='{self.state_dir.resolve()}' "
+                f"-c unix_socket_directories='{self.socket_dir}' "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
                 "-c max_connections=200"
             )
@@ -132,9 +167,61 @@ class LocalCluster:
             create_database_if_missing(self.url(database))
         return self.url()
 
+    def _init(self) -> None:
+        """initdb with a generated superuser password and the project's pg_hba.conf."""
+        if os.geteuid() == 0:
+            self._claim_root_runtime_dir()
+        self.password_file.touch(mode=0o600)
+        self.password_file.chmod(0o600)
+        self.password_file.write_text(secrets.token_urlsafe(32))
+        # initdb runs as the server's user: the password reaches it through a file of its own.
+        pwfile = self.runtime_dir / "initdb-password"
+        pwfile.touch(mode=0o600)
+        pwfile.write_text(self.password)
+        self._give_to_server(pwfile)
+        try:
+            result = self._run(
+                "initdb", "-D", str(self.data_dir), "-U", self.user, f"--pwfile={pwfile}",
+                "--auth=scram-sha-256", "--encoding=UTF8", "--no-sync",
+            )
+        finally:
+            pwfile.unlink()
+        if result.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
+        hba = self.data_dir / "pg_hba.conf"
+        hba.write_text(PG_HBA)
+        self._give_to_server(hba)
+        self.port_file.write_text(str(_free_port()))
+
+    def _claim_root_runtime_dir(self) -> None:
+        """A folder the server's user owns and can reach, named by the state folder; pointed to from it."""
+        tag = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:16]
+        runtime = ROOT_RUNTIME_PARENT / f"feedback-loop-{tag}"
+        if runtime.exists():  # left by a removed state folder: its data belongs to nobody now
+            if (runtime / "pgdata" / "PG_VERSION").exists():
+                self._run("pg_ctl", "stop", "-w", "-m", "immediate", "-D", str(runtime / "pgdata"))
+            shutil.rmtree(runtime)
+        runtime.mkdir(mode=0o700)
+        self._give_to_server(runtime)
+        self.runtime_pointer_file.write_text(str(runtime))
+
+    def _give_to_server(self, path: Path) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(path, _unprivileged_user())
+
     def down(self) -> None:
         if self.is_running():
             self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data_dir))
+
+    def remove(self) -> None:
+        """Stop the cluster and delete its files, the state folder's cluster files included."""
+        self.down()
+        runtime = self.runtime_dir
+        if runtime != self.state_dir:
+            shutil.rmtree(runtime, ignore_errors=True)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        for path in (self.runtime_pointer_file, self.port_file, self.password_file, self.log_file):
+            path.unlink(missing_ok=True)
 
 
 def _unprivileged_user() -> str:
@@ -144,9 +231,18 @@ def _unprivileged_user() -> str:
     return user
 
 
+#: Advisory lock key (taken in the `postgres` maintenance database) serializing CREATE DATABASE.
+CREATE_DATABASE_LOCK_KEY = 727273
+
+
 def create_database_if_missing(url: str, attempts: int = 30) -> None:
-    """Create the database named in `url` (connecting to the `postgres` maintenance DB)."""
+    """Create the database named in `url` (connecting to the `postgres` maintenance DB).
+
+    Safe when many processes do it at once: the check and the CREATE run under one
+    advisory lock, and a database created meanwhile by anyone else counts as created.
+    """
     import sqlalchemy as sa
+    from psycopg2 import errors
 
     target = sa.engine.make_url(url)
     admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
@@ -154,11 +250,18 @@ def create_database_if_missing(url: str, attempts: int = 30) -> None:
         for attempt in range(attempts):
             try:
                 with admin.connect() as conn:
-                    exists = conn.execute(
-                        sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}
-                    ).scalar()
-                    if not exists:
-                        conn.execute(sa.text(f'CREATE DATABASE "{target.database}"'))
+                    conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": CREATE_DATABASE_LOCK_KEY})
+                    try:
+                        exists = conn.execute(
+                            sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}
+                        ).scalar()
+                        if not exists:
+                            conn.execute(sa.text(f'CREATE DATABASE "{target.database}"'))
+                    except sa.exc.ProgrammingError as exc:
+                        if not isinstance(exc.orig, errors.DuplicateDatabase):
+                            raise
+                    finally:
+                        conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": CREATE_DATABASE_LOCK_KEY})
                 return
             except sa.exc.OperationalError:
                 if attempt == attempts - 1:

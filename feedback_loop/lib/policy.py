@@ -84,3 +84,10 @@ class PortfolioPolicy:
     shadow_horizon_days: int = 20
     ml_blend_weight: float = BLEND_WEIGHT_DEFAULT
     trading_mode: str = "paper"
+
+
+# --- bench scale (the smallest and largest synthetic data a bench is meaningful on) --------
+BENCH_MIN_DISCLOSURES = 1_000
+BENCH_MIN_TICKERS = 10
+BENCH_MIN_YEARS = 1.0
+BENCH_MAX_YEARS = 30.0

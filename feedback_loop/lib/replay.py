@@ -40,15 +40,29 @@ class ReplayInputs:
     description: dict
 
 
+def check_arguments(start, end, *, disclosure_files: Sequence = (), legislator_files: Sequence = (),
+                    price_file=None) -> None:
+    """ValueError unless [start, end] is a range and the files make one data set: disclosures and
+    prices come together (one without the other would silently mix real and synthetic data)."""
+    if pd.Timestamp(start) > pd.Timestamp(end):
+        raise ValueError(f"the replay starts ({start}) after it ends ({end})")
+    if price_file is not None and not disclosure_files:
+        raise ValueError("--prices needs --disclosures (without both, the replay uses the synthetic data)")
+    if disclosure_files and price_file is None:
+        raise ValueError("--disclosures needs --prices")
+    if legislator_files and not disclosure_files:
+        raise ValueError("--legislators needs --disclosures and --prices")
+
+
 def load_inputs(start, end, *, disclosure_files: Sequence[Path] = (), legislator_files: Sequence[Path] = (),
                 price_file: Path | None = None) -> ReplayInputs:
     """Real files when given (all three kinds), else the synthetic demo data; trimmed to what the range needs."""
+    check_arguments(start, end, disclosure_files=disclosure_files, legislator_files=legislator_files,
+                    price_file=price_file)
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     if disclosure_files:
         from feedback_loop.lib.sources import FileDisclosureSource
 
-        if price_file is None:
-            raise ValueError("a replay over disclosure files needs --prices")
         batch = FileDisclosureSource(list(disclosure_files), list(legislator_files)).load_disclosures()
         prices = parsing.read_price_file(price_file)
         sectors = pd.DataFrame(columns=["ticker", "sector"])
@@ -88,6 +102,8 @@ def run_arms(inputs: ReplayInputs, start, end, *, arms: Sequence[ArmConfig] = AR
     """Run every arm on the same data and feature panel; `progress(arm, days)` returns a per-day callback."""
     config = training_config or TrainingConfig()
     days = trading_days_between(inputs.data.prices, start, end)
+    if len(days) == 0:
+        raise ValueError(f"no trading days with {MARKET_TICKER} prices between {start} and {end}")
     panel = FeaturePanel.build(inputs.data, days, config, window_days=90)
     states = {}
     for arm in arms:

@@ -149,6 +149,13 @@ class TradingMode(StrEnum):
     LIVE = "live"
 
 
+class ModeChangeOutcome(StrEnum):
+    """Whether an audited trading-mode switch was applied or refused."""
+
+    APPLIED = "applied"
+    REFUSED = "refused"
+
+
 class PredictionRole(StrEnum):
     CHAMPION = "champion"
     SHADOW = "shadow"
