@@ -34,6 +34,12 @@ FALLBACK_RATE_WINDOW_DAYS = 30
 PRICE_LOOKBACK_DAYS = 120
 
 
+def previous_day(asset: str) -> dg.AssetDep:
+    """Day D of `asset` needs its day D-1: the portfolio and the outcomes carry over, so a backfill
+    of many days runs them one after the other in date order."""
+    return dg.AssetDep(asset, partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1))
+
+
 def as_of_date(context: dg.AssetExecutionContext) -> pd.Timestamp:
     return pd.Timestamp(context.partition_key)
 
@@ -167,7 +173,7 @@ def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResourc
 
 @dg.asset(
     group_name="portfolio", kinds={"python", "postgres"}, owners=["team:trading"], partitions_def=daily_partitions,
-    deps=[trading_signals],
+    deps=[trading_signals, previous_day("portfolio_positions")],
     description=("Paper executor: signals queued at the previous close fill at this day's open; exits (timeout 60d, "
                  "20% trailing stop, 1.5×ATR stop loss) are checked at the close. Live mode goes to the broker only "
                  "when explicitly enabled."),
@@ -207,7 +213,7 @@ def portfolio_positions(context: dg.AssetExecutionContext, database: DatabaseRes
 
 @dg.asset(
     group_name="portfolio", kinds={"python", "postgres"}, owners=["team:trading"], partitions_def=daily_partitions,
-    deps=[portfolio_positions],
+    deps=[portfolio_positions, previous_day("signal_outcomes")],
     description=("One outcome per closed position (win > +0.5%, loss < −0.5%, else breakeven) with the signal's feature "
                  "vector and model; plus shadow outcomes of every heuristic candidate over the holding horizon. Only "
                  "what can change is computed: positions closed that day or whose outcome is missing or stale, and "
