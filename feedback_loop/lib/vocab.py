@@ -149,6 +149,11 @@ class TradingMode(StrEnum):
     LIVE = "live"
 
 
+class OrderSide(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
 class PredictionRole(StrEnum):
     CHAMPION = "champion"
     SHADOW = "shadow"
