@@ -254,16 +254,7 @@ def models_promote(model_id: str, reason: str, as_of: dt.date) -> None:
     """Make MODEL_ID the champion (manual; logged as a manual retraining event)."""
     from feedback_loop.lib import registry
 
-    engine = _app_engine()
-    with engine.connect() as conn:
-        current = registry.active_model(conn)
-    registry.promote(engine, model_id, as_of=as_of, trigger="manual", reason=f"manual: {reason}")
-    with engine.begin() as conn:
-        registry.record_retraining_event(
-            conn, as_of=as_of, trigger="manual", dagster_run_id=None,
-            old_model_id=current.model_id if current else None, new_model_id=model_id, old_metrics=None,
-            new_metrics=None, accuracy_improvement=None, f1_improvement=None, deployed=True,
-            reason=f"manual promotion: {reason}")
+    registry.manual_promote(_app_engine(), model_id, as_of=as_of, reason=reason)
     click.echo(f"{model_id} is the champion from the day after {as_of}")
 
 
@@ -275,16 +266,7 @@ def models_rollback(reason: str, as_of: dt.date) -> None:
     """Re-activate the previous champion (manual; logged)."""
     from feedback_loop.lib import registry
 
-    engine = _app_engine()
-    with engine.connect() as conn:
-        current = registry.active_model(conn)
-    restored = registry.rollback(engine, as_of=as_of, reason=f"manual: {reason}")
-    with engine.begin() as conn:
-        registry.record_retraining_event(
-            conn, as_of=as_of, trigger="manual", dagster_run_id=None,
-            old_model_id=current.model_id if current else None, new_model_id=restored.model_id,
-            old_metrics=None, new_metrics=None, accuracy_improvement=None, f1_improvement=None, deployed=True,
-            reason=f"manual rollback: {reason}")
+    restored = registry.manual_rollback(_app_engine(), as_of=as_of, reason=reason)
     click.echo(f"rolled back to {restored.model_id}")
 
 

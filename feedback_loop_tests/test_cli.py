@@ -5,26 +5,34 @@ from click.testing import CliRunner
 
 from feedback_loop.cli import main
 from feedback_loop.lib import db, registry
+from feedback_loop.lib.training.artifact import ARTIFACT_FILES, artifact_sha256
 
 
-def _register(engine, model_id: str) -> None:
+def _register(engine, model_id: str, artifact_root) -> None:
+    path = artifact_root / model_id
+    path.mkdir()
+    for name in ARTIFACT_FILES:
+        (path / name).write_bytes(model_id.encode())
     with engine.begin() as conn:
         registry.register_model(
             conn, model_id=model_id, version=model_id, trained_as_of="2024-01-05", trigger="manual", num_classes=5,
-            config={}, feature_names=[], metrics={"accuracy": 0.3}, model_card={}, artifact_path=None,
-            artifact_sha256=None, training_start=None, training_end=None)
+            config={}, feature_names=[], metrics={"accuracy": 0.3}, model_card={}, artifact_path=str(path),
+            artifact_sha256=artifact_sha256(path), training_start=None, training_end=None)
 
 
-def test_manual_promote_and_rollback_use_the_registry_transaction_and_are_logged(db_url, monkeypatch):
+def test_manual_promote_and_rollback_use_the_registry_transaction_and_are_logged(db_url, monkeypatch, tmp_path):
     monkeypatch.setenv(db.DATABASE_URL_ENV, db_url)
     engine = sa.create_engine(db_url)
-    _register(engine, "model-a")
-    _register(engine, "model-b")
+    _register(engine, "model-a", tmp_path)
+    _register(engine, "model-b", tmp_path)
     runner = CliRunner()
 
     for model_id, as_of in (("model-a", "2024-01-08"), ("model-b", "2024-01-15")):
         result = runner.invoke(main, ["models", "promote", model_id, "--reason", "operator", "--as-of", as_of])
         assert result.exit_code == 0, result.output
+    again = runner.invoke(main, ["models", "promote", "model-b", "--reason", "again", "--as-of", "2024-01-16"])
+    assert again.exit_code != 0 and "already the champion" in again.output
+    assert len(again.output.strip().splitlines()) == 1 and "Traceback" not in again.output
     listing = runner.invoke(main, ["models", "list"]).output
     assert "model-b" in listing and "active" in listing
 

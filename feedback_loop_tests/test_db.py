@@ -94,7 +94,8 @@ ENUM_COLUMNS = {
     vocab.DeploymentAction: [("model_deployments", "action")],
     vocab.DriftRecommendation: [("drift_reports", "recommendation")],
     vocab.TradingMode: [("reference_portfolio_config", "trading_mode"), ("portfolio_positions", "trading_mode"),
-                        ("trading_mode_changes", "new_mode")],
+                        ("trading_mode_changes", "new_mode"), ("broker_orders", "trading_mode")],
+    vocab.OrderSide: [("broker_orders", "side")],
     vocab.PredictionRole: [("ml_predictions", "role")],
     vocab.ModeChangeOutcome: [("trading_mode_changes", "outcome")],
 }

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from feedback_loop.lib import registry
 from feedback_loop.lib.registry import NoPreviousChampionError
+from feedback_loop.lib.training.artifact import ARTIFACT_FILES, artifact_sha256
 
 D = dt.date(2025, 3, 3)
 
@@ -233,3 +234,114 @@ def test_comparison_and_retraining_event_rows(engine):
     assert event["trigger"] == "feature_drift" and event["dagster_run_id"] == "run-1"
     assert event["old_metrics"] == {"accuracy": 0.61} and event["new_metrics"] == {"accuracy": 0.63}
     assert event["accuracy_improvement"] == 0.02 and event["deployed"] is True
+
+
+# --- manual promotion and rollback: the audit in the same transaction -------------------
+
+def _register_with_artifact(conn, tmp_path, model_id):
+    """A registered candidate whose artifact files exist and match the recorded sha256."""
+    path = tmp_path / model_id
+    path.mkdir()
+    for name in ARTIFACT_FILES:
+        (path / name).write_bytes(f"{model_id}:{name}".encode())
+    registry.register_model(
+        conn, model_id=model_id, version=f"v-{model_id}", trained_as_of=D, trigger="manual", num_classes=5,
+        config={}, feature_names=[], metrics={}, model_card={}, artifact_path=str(path),
+        artifact_sha256=artifact_sha256(path), training_start=None, training_end=None)
+    return path
+
+
+def _events(engine):
+    with engine.connect() as conn:
+        return conn.execute(sa.text(
+            "SELECT old_model_id, new_model_id, deployed, reason FROM model_retraining_events ORDER BY event_id"
+        )).all()
+
+
+def test_concurrent_manual_promotions_and_rollbacks_log_the_true_previous_model(db_url, engine, tmp_path):
+    models = ["a", "b", "c", "d"]
+    with engine.begin() as conn:
+        for model_id in models:
+            _register_with_artifact(conn, tmp_path, model_id)
+    registry.manual_promote(engine, "a", as_of=D, reason="first")
+    workers, actions_each = 16, 5
+    pool = sa.create_engine(db_url, pool_size=workers, max_overflow=0)
+    barrier = threading.Barrier(workers)
+    refused, errors = [], []
+
+    def operator(seed):
+        rng = np.random.default_rng(seed)
+        barrier.wait()
+        for _ in range(actions_each):
+            try:
+                if rng.random() < 0.3:
+                    registry.manual_rollback(pool, as_of=D, reason=f"op{seed}")
+                else:
+                    registry.manual_promote(pool, str(rng.choice(models)), as_of=D, reason=f"op{seed}")
+            except (registry.AlreadyChampionError, registry.NoPreviousChampionError) as exc:
+                refused.append(exc)
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=operator, args=(seed,)) for seed in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    pool.dispose()
+
+    assert errors == []
+    events, deployments = _events(engine), _deployments(engine)
+    assert len(events) + len(refused) == workers * actions_each + 1
+    assert [e.new_model_id for e in events] == [d.model_id for d in deployments]
+    in_service = None
+    for event in events:
+        assert event.old_model_id == in_service, "each event names the model in service just before it"
+        assert event.deployed
+        in_service = event.new_model_id
+    with engine.connect() as conn:
+        assert registry.active_model(conn).model_id == in_service
+
+
+def test_promoting_the_champion_again_is_refused_and_logs_nothing(engine, tmp_path):
+    with engine.begin() as conn:
+        _register_with_artifact(conn, tmp_path, "a")
+    assert registry.manual_promote(engine, "a", as_of=D, reason="first") is None
+    with pytest.raises(registry.AlreadyChampionError, match="already the champion"):
+        registry.manual_promote(engine, "a", as_of=D, reason="again")
+    assert len(_events(engine)) == 1 and len(_deployments(engine)) == 1
+
+
+@pytest.mark.parametrize("damage", ["tamper", "remove"])
+def test_manual_promotion_refuses_an_artifact_failing_its_sha256(engine, tmp_path, damage):
+    with engine.begin() as conn:
+        _register_with_artifact(conn, tmp_path, "a")
+        path = _register_with_artifact(conn, tmp_path, "b")
+    registry.manual_promote(engine, "a", as_of=D, reason="first")
+    if damage == "tamper":
+        (path / ARTIFACT_FILES[0]).write_bytes(b"changed")
+    else:
+        (path / ARTIFACT_FILES[0]).unlink()
+    with pytest.raises(registry.PromotionRefused, match="not promoted"):
+        registry.manual_promote(engine, "b", as_of=D, reason="x")
+    assert _statuses(engine) == {"a": "active", "b": "candidate"}
+    assert len(_events(engine)) == 1 and len(_deployments(engine)) == 1
+
+
+def test_a_crash_while_logging_undoes_the_promotion(engine, tmp_path, monkeypatch):
+    with engine.begin() as conn:
+        _register_with_artifact(conn, tmp_path, "a")
+        _register_with_artifact(conn, tmp_path, "b")
+    registry.manual_promote(engine, "a", as_of=D, reason="first")
+    registry.manual_promote(engine, "b", as_of=D, reason="second")
+
+    def crash(conn, **event):
+        raise RuntimeError("crash before the event is written")
+
+    monkeypatch.setattr(registry, "record_retraining_event", crash)
+    with pytest.raises(RuntimeError):
+        registry.manual_promote(engine, "a", as_of=D, reason="x")
+    with pytest.raises(RuntimeError):
+        registry.manual_rollback(engine, as_of=D, reason="x")
+    assert _statuses(engine) == {"a": "archived", "b": "active"}
+    assert len(_events(engine)) == 2 and len(_deployments(engine)) == 2

@@ -1,6 +1,7 @@
 import datetime as dt
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,7 @@ import sqlalchemy as sa
 from feedback_loop.lib import registry, serving
 from feedback_loop.lib.features import FEATURE_NAMES
 from feedback_loop.lib.registry import ModelRecord
-from feedback_loop.lib.training.artifact import BOOSTER_FILE, save_model
+from feedback_loop.lib.training.artifact import BOOSTER_FILE, HOLDOUT_FILE, MODEL_FILE, save_model
 from feedback_loop.lib.training.config import Hyperparameters, TrainingConfig
 from feedback_loop.lib.training.labels import LABELED_COLUMNS, label_from_return
 from feedback_loop.lib.training.model import train_challenger
@@ -83,6 +84,54 @@ def test_tampered_artifacts_fall_back_to_previous_champion_then_heuristic(traine
     assert served.model is None and served.record is None and len(served.failures) == 2
 
     assert serving.load_for_serving([]).serving_path == ServingPath.NO_CHAMPION
+
+
+def _unreadable_eio(path):
+    """A booster whose read fails with EIO (reading /proc/self/mem from offset 0), even for root."""
+    (path / BOOSTER_FILE).unlink()
+    (path / BOOSTER_FILE).symlink_to("/proc/self/mem")
+
+
+def _directory_in_place(path):
+    (path / MODEL_FILE).unlink()
+    (path / MODEL_FILE).mkdir()
+
+
+def _truncated(path):
+    (path / HOLDOUT_FILE).write_bytes((path / HOLDOUT_FILE).read_bytes()[:10])
+
+
+def _removed(path):
+    (path / MODEL_FILE).unlink()
+
+
+@pytest.mark.parametrize(("damage", "reason"), [
+    (_unreadable_eio, "Input/output error"), (_directory_in_place, "Is a directory"),
+    (_truncated, "sha256"), (_removed, "lacks"),
+])
+def test_unreadable_artifacts_fall_back_with_the_reason(trained, tmp_path, damage, reason):
+    champion, previous = _saved(trained, tmp_path, "champ"), _saved(trained, tmp_path, "prev")
+    damage(Path(champion.artifact_path))
+    served = serving.load_for_serving([(champion, "champion"), (previous, "previous_champion")])
+    assert served.serving_path == ServingPath.PREVIOUS_CHAMPION and served.record is previous
+    assert len(served.failures) == 1 and "champion champ" in served.failures[0]
+    assert reason in served.failures[0]
+    damage(Path(previous.artifact_path))
+    served = serving.load_for_serving([(champion, "champion"), (previous, "previous_champion")])
+    assert served.serving_path == ServingPath.HEURISTIC_FALLBACK and served.model is None
+    assert len(served.failures) == 2 and reason in served.failures[1]
+
+
+def test_the_model_is_built_from_the_bytes_that_were_hashed(trained, tmp_path, monkeypatch):
+    """Each artifact file is read once per load: a file swapped after hashing cannot be loaded."""
+    from feedback_loop.lib.training import artifact
+
+    record = _saved(trained, tmp_path, "champ")
+    reads = []
+    original = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self.name) or original(self))
+    assert serving.load_for_serving([(record, "champion")]).serving_path == ServingPath.CHAMPION
+    assert sorted(reads) == artifact.ARTIFACT_FILES
 
 
 def test_record_without_artifact_is_a_failure_not_a_crash(trained, tmp_path):

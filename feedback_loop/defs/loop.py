@@ -5,6 +5,7 @@ and blend weight in force that day, the portfolio at the start of the day), so a
 day can be re-materialized from the UI and reproduces the same rows.
 """
 
+import datetime as dt
 
 import dagster as dg
 import pandas as pd
@@ -13,7 +14,7 @@ from feedback_loop.defs.partitions import daily_partitions
 from feedback_loop.defs.resources import DatabaseResource
 from feedback_loop.lib import blend_weight as blend_weight_lib
 from feedback_loop.lib import ingest, loop_store, outcomes, performance, registry, serving
-from feedback_loop.lib.broker import AlpacaBroker, read_policy, send_day_orders
+from feedback_loop.lib.broker import AlpacaBroker, exchange_today, read_policy, send_live_orders
 from feedback_loop.lib.engine import (
     candidate_calls,
     shadow_outcomes_of_candidates,
@@ -190,8 +191,11 @@ def portfolio_positions(context: dg.AssetExecutionContext, database: DatabaseRes
         prices = loop_store.portfolio_prices(conn, day, queued, policy)
         state = loop_store.portfolio_at_start_of(conn, day, prices, policy)
     state, updates = step_portfolio(state, day, queued, prices, policy)
+    live_orders = {}
     if policy.trading_mode == TradingMode.LIVE.value:
-        state.positions = send_day_orders(AlpacaBroker.from_env(policy.trading_mode), state.positions, day)
+        state.positions, live_orders = send_live_orders(
+            engine, lambda: AlpacaBroker.from_env(policy.trading_mode), state.positions, day,
+            today=exchange_today(dt.datetime.now(dt.UTC)), trading_mode=policy.trading_mode)
     with engine.begin() as conn:
         loop_store.replace_portfolio_day(conn, day, previous, state, updates)
     positions = state.positions
@@ -205,6 +209,7 @@ def portfolio_positions(context: dg.AssetExecutionContext, database: DatabaseRes
         "cash_usd": float(today["cash_usd"]),
         "trading_mode": policy.trading_mode,
         "fills": _md(updates.merge(positions[["signal_id", "ticker"]], on="signal_id", how="left")),
+        **live_orders,
     }
     if policy.trading_mode == TradingMode.LIVE.value:
         metadata["WARNING"] = dg.MetadataValue.md("**LIVE TRADING IS ON: orders go to the broker with real money.**")

@@ -4,29 +4,42 @@ Live trading is off unless an operator both confirms the switch and sets
 FEEDBACK_LOOP_ALLOW_LIVE_TRADING=1 in the environment of the process that switches.
 Every switch is written to reference_portfolio_config and trading_mode_changes together;
 a refused switch to live is recorded in trading_mode_changes as refused.
+
+Money moves only through `send_live_orders`, which follows `plan_live_orders`: orders only for
+the current trading day (a re-run of a past day sends nothing), only in live mode with the
+environment flag set, exits only for positions whose buy went to the broker, and every order
+recorded in broker_orders under its client order id (a repeated order is a no-op).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import requests
 import sqlalchemy as sa
 
 from feedback_loop.lib.policy import PortfolioPolicy
-from feedback_loop.lib.vocab import ModeChangeOutcome, TradingMode
+from feedback_loop.lib.vocab import ModeChangeOutcome, OrderSide, TradingMode
 
 BASE_URLS = {
     TradingMode.PAPER: "https://paper-api.alpaca.markets",
     TradingMode.LIVE: "https://api.alpaca.markets",
 }
+BASE_URL_ENV = "APCA_API_BASE_URL"
 KEY_ID_ENV = "APCA_API_KEY_ID"
 SECRET_KEY_ENV = "APCA_API_SECRET_KEY"
 ALLOW_LIVE_ENV = "FEEDBACK_LOOP_ALLOW_LIVE_TRADING"
-ORDER_SIDES = ("buy", "sell")
+ORDER_SIDES = tuple(side.value for side in OrderSide)
+#: The exchange whose calendar day is "today" for live orders.
+EXCHANGE_TZ = ZoneInfo("America/New_York")
+ORDER_COLUMNS = ["client_order_id", "position_id", "trade_date", "side", "ticker", "quantity"]
+#: HTTP status Alpaca answers a client_order_id it has already accepted with.
+DUPLICATE_ORDER_STATUS = 422
 REQUEST_TIMEOUT_S = 10.0
 BROKER_POSITION_COLUMNS = ["ticker", "quantity", "avg_entry_price_usd", "market_value_usd"]
 
@@ -42,9 +55,10 @@ class AlpacaBroker:
     tests pass a fake one so nothing reaches the network.
     """
 
-    def __init__(self, trading_mode: str, key_id: str, secret_key: str, session=None):
+    def __init__(self, trading_mode: str, key_id: str, secret_key: str, session=None,
+                 base_url: str | None = None):
         self.trading_mode = TradingMode(trading_mode)
-        self.base_url = BASE_URLS[self.trading_mode]
+        self.base_url = (base_url or BASE_URLS[self.trading_mode]).rstrip("/")
         self.session = session if session is not None else requests.Session()
         self._headers = {"APCA-API-KEY-ID": key_id, "APCA-API-SECRET-KEY": secret_key}
 
@@ -54,7 +68,8 @@ class AlpacaBroker:
         if missing:
             raise RuntimeError(
                 f"Alpaca credentials missing: set {' and '.join(missing)} for {trading_mode} trading")
-        return cls(trading_mode, env[KEY_ID_ENV], env[SECRET_KEY_ENV], session=session)
+        return cls(trading_mode, env[KEY_ID_ENV], env[SECRET_KEY_ENV], session=session,
+                   base_url=env.get(BASE_URL_ENV))
 
     def _call(self, method: str, path: str, **kwargs):
         response = self.session.request(method, self.base_url + path, headers=self._headers,
@@ -76,6 +91,11 @@ class AlpacaBroker:
         if client_order_id is not None:
             order["client_order_id"] = client_order_id
         return self._call("POST", "/v2/orders", json=order)["id"]
+
+    def order_id_of(self, client_order_id: str) -> str:
+        """The broker's id of the order submitted under `client_order_id`."""
+        return self._call("GET", "/v2/orders:by_client_order_id",
+                          params={"client_order_id": client_order_id})["id"]
 
     def get_positions(self) -> pd.DataFrame:
         """Open positions at the broker as BROKER_POSITION_COLUMNS (Alpaca sends numbers as strings)."""
@@ -142,24 +162,108 @@ def _log_mode_change(conn: sa.Connection, change: dict) -> None:
         " VALUES (:old, :new, :by, :reason, :confirmed, :flag, :outcome)"), change)
 
 
-def send_day_orders(broker: AlpacaBroker, positions: pd.DataFrame, day, env: Mapping[str, str] = os.environ) -> pd.DataFrame:
-    """Send the day's paper-executor decisions to the broker: a buy per position opened on `day`,
-    a sell per position closed on `day`. Returns positions with broker_order_id set for the buys.
+def exchange_today(now: dt.datetime) -> dt.date:
+    """The exchange's calendar date at the instant `now` (timezone-aware)."""
+    return now.astimezone(EXCHANGE_TZ).date()
 
-    Refuses unless FEEDBACK_LOOP_ALLOW_LIVE_TRADING=1 is set for this process too: the recorded
-    mode alone never moves money. The signal id is the client order id, so a re-run cannot
-    double-order.
+
+@dataclasses.dataclass(frozen=True)
+class LiveOrderPlan:
+    """The orders that may go to the broker for one day (ORDER_COLUMNS) and why."""
+
+    orders: pd.DataFrame
+    note: str
+
+
+def _no_orders(note: str) -> LiveOrderPlan:
+    return LiveOrderPlan(pd.DataFrame(columns=ORDER_COLUMNS), note)
+
+
+def plan_live_orders(positions: pd.DataFrame, day, *, today: dt.date, trading_mode: str, switch_confirmed: bool,
+                     env: Mapping[str, str], sent_orders: pd.DataFrame) -> LiveOrderPlan:
+    """Which of `day`'s paper-executor decisions may be sent to the live broker: the one rule.
+
+    Nothing unless the mode is live and `day` is `today` (the injected clock's trading day):
+    a re-run of a past day never moves money. Live mode on today needs both keys: the last
+    mode switch confirmed with the flag (`switch_confirmed`) and FEEDBACK_LOOP_ALLOW_LIVE_TRADING=1
+    in this process's `env`; without either LiveTradingNotAllowed is raised. A buy per position opened on `day` (client id = signal id), a
+    sell per position closed on `day` whose buy is in `sent_orders` (broker_orders rows);
+    orders whose client id is already in `sent_orders` are left out.
     """
-    if broker.trading_mode == "live" and env.get(ALLOW_LIVE_ENV) != "1":
-        raise LiveTradingNotAllowed(f"trading_mode is live but {ALLOW_LIVE_ENV}=1 is not set for this run")
     day = pd.Timestamp(day)
+    if TradingMode(trading_mode) != TradingMode.LIVE:
+        return _no_orders(f"{trading_mode} mode: no orders go to the broker")
+    if day.date() != today:
+        return _no_orders(f"{day.date()} is not the current trading day {today}: re-runs of past days send no orders")
+    if env.get(ALLOW_LIVE_ENV) != "1":
+        raise LiveTradingNotAllowed(f"trading_mode is live but {ALLOW_LIVE_ENV}=1 is not set for this run")
+    if not switch_confirmed:
+        raise LiveTradingNotAllowed("trading_mode is live but no confirmed switch to live is recorded")
+    held = set(sent_orders.loc[sent_orders["side"] == OrderSide.BUY.value, "position_id"])
+    buys = positions[positions["entry_date"] == day].assign(
+        side=OrderSide.BUY.value, client_order_id=lambda f: f["signal_id"])
+    exits = positions[positions["exit_date"] == day]
+    sells = exits[exits["position_id"].isin(held)].assign(
+        side=OrderSide.SELL.value, client_order_id=lambda f: f["signal_id"] + ":exit")
+    wanted = pd.concat([buys, sells], ignore_index=True).assign(trade_date=day.date())
+    orders = wanted[~wanted["client_order_id"].isin(set(sent_orders["client_order_id"]))][ORDER_COLUMNS]
+    note = (f"{len(orders)} order(s) to send; {len(wanted) - len(orders)} already sent; "
+            f"{len(exits) - len(sells)} exit(s) of positions the broker never held not sent")
+    return LiveOrderPlan(orders.reset_index(drop=True), note)
+
+
+def live_switch_confirmed(conn: sa.Connection) -> bool:
+    """Whether the latest applied mode switch went to live with confirmation and the env flag
+    (a refused switch changed nothing and does not count)."""
+    return bool(conn.execute(sa.text(
+        "SELECT new_mode = :live AND confirmed AND env_flag_set FROM trading_mode_changes"
+        " WHERE outcome = :applied ORDER BY change_id DESC LIMIT 1"),
+        {"live": TradingMode.LIVE.value, "applied": ModeChangeOutcome.APPLIED.value}).scalar())
+
+
+def read_broker_orders(conn: sa.Connection) -> pd.DataFrame:
+    """Every order recorded as sent to the broker."""
+    return pd.read_sql(sa.text("SELECT * FROM broker_orders ORDER BY sent_at, client_order_id"), conn)
+
+
+def _submit_once(broker: AlpacaBroker, order) -> str:
+    """Submit an order; if the broker already holds its client id (a send whose record was lost), its id."""
+    try:
+        return broker.submit_market_order(order.ticker, float(order.quantity), order.side,
+                                          client_order_id=order.client_order_id)
+    except requests.HTTPError as error:
+        if error.response is None or error.response.status_code != DUPLICATE_ORDER_STATUS:
+            raise
+        return broker.order_id_of(order.client_order_id)
+
+
+def send_live_orders(engine: sa.Engine, connect: Callable[[], AlpacaBroker], positions: pd.DataFrame, day, *,
+                     today: dt.date, trading_mode: str,
+                     env: Mapping[str, str] = os.environ) -> tuple[pd.DataFrame, dict]:
+    """Send what `plan_live_orders` allows, recording each order in broker_orders as soon as the
+    broker accepts it. `connect` builds the broker client, only when there is an order to send.
+    Returns positions with broker_order_id set from the recorded buys, and metadata (orders
+    sent, the plan's note)."""
+    with engine.connect() as conn:
+        sent = read_broker_orders(conn)
+        confirmed = live_switch_confirmed(conn)
+    plan = plan_live_orders(positions, day, today=today, trading_mode=trading_mode, switch_confirmed=confirmed,
+                            env=env, sent_orders=sent)
+    broker = connect() if len(plan.orders) else None
+    for order in plan.orders.itertuples(index=False):
+        broker_order_id = _submit_once(broker, order)
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO broker_orders (client_order_id, position_id, trade_date, side, ticker, quantity,"
+                " trading_mode, broker_order_id) VALUES (:client_order_id, :position_id, :trade_date, :side,"
+                " :ticker, :quantity, :mode, :broker_order_id)"),
+                {**order._asdict(), "quantity": float(order.quantity), "mode": broker.trading_mode.value,
+                 "broker_order_id": broker_order_id})
     out = positions.copy()
-    opened = out["entry_date"] == day
-    for index in out.index[opened]:
-        row = out.loc[index]
-        out.loc[index, "broker_order_id"] = broker.submit_market_order(
-            row["ticker"], float(row["quantity"]), "buy", client_order_id=row["signal_id"])
-    for _, row in out[out["exit_date"] == day].iterrows():
-        broker.submit_market_order(row["ticker"], float(row["quantity"]), "sell",
-                                   client_order_id=f"{row['signal_id']}:exit")
-    return out
+    if len(plan.orders):
+        with engine.connect() as conn:
+            sent = read_broker_orders(conn)
+    buy_ids = sent[sent["side"] == OrderSide.BUY.value].set_index("position_id")["broker_order_id"]
+    recorded = out["position_id"].map(buy_ids)
+    out.loc[recorded.notna(), "broker_order_id"] = recorded[recorded.notna()]
+    return out, {"live_orders_sent": len(plan.orders), "live_orders_note": plan.note}

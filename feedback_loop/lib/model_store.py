@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from feedback_loop.lib import registry
 from feedback_loop.lib.features import FEATURE_NAMES
-from feedback_loop.lib.training.artifact import load_model, save_model
+from feedback_loop.lib.training.artifact import ArtifactIntegrityError, load_model, save_model
 from feedback_loop.lib.training.model import TrainedModel
 
 REFERENCE_FILE = "reference_features.parquet"
@@ -51,7 +51,13 @@ def store_model(conn: sa.Connection, model: TrainedModel, *, model_id: str, trig
 
 
 def load_verified(record: registry.ModelRecord) -> TrainedModel:
-    """The model of `record`, after its sha256 matched (raises ArtifactIntegrityError otherwise)."""
+    """The model of `record`, built from the bytes whose sha256 matched the recorded one.
+
+    Raises ArtifactIntegrityError on any failure: no recorded artifact, a file missing,
+    unreadable (OSError) or changed.
+    """
+    if not record.artifact_path or not record.artifact_sha256:
+        raise ArtifactIntegrityError(f"model {record.model_id} has no recorded artifact or sha256")
     return load_model(Path(record.artifact_path), record.artifact_sha256)
 
 

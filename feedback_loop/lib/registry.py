@@ -16,6 +16,10 @@ Rules the functions here keep:
   model onto the champion stack, a 'rollback' row pops the latest champion; the previous
   champion is the model below the top of that stack. So after A, B, rollback-to-A the
   previous champion is none — never B, the model that was rolled back.
+- A manual promotion or rollback (`manual_promote`, `manual_rollback`) writes its
+  `model_retraining_events` row in the same transaction, naming as the old model the one
+  active under the lock; promoting the model already in service and promoting a model whose
+  artifact fails its sha256 are refused.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from feedback_loop.lib.training.artifact import ArtifactIntegrityError, read_verified
 from feedback_loop.lib.vocab import DeploymentAction, ModelStatus, RetrainTrigger
 
 #: Key of the pg_advisory_xact_lock that serializes promotions and rollbacks.
@@ -37,6 +42,14 @@ PROMOTION_LOCK_KEY = 727275
 
 class NoPreviousChampionError(LookupError):
     """Rollback was asked for but the deployment history holds no earlier champion."""
+
+
+class PromotionRefused(ValueError):
+    """A manual promotion that would deploy nothing or deploy an unverifiable model."""
+
+
+class AlreadyChampionError(PromotionRefused):
+    """A manual promotion of the model already in service (it would log a deployment that never happened)."""
 
 
 @dataclass(frozen=True)
@@ -249,6 +262,23 @@ def _record_deployment(
     )
 
 
+def _promote_locked(conn: sa.Connection, model_id: str, *, as_of, trigger: str, reason: str) -> bool:
+    """Promote under the lock already held; False when `model_id` is already active (nothing changes)."""
+    status = conn.execute(
+        sa.text("SELECT status FROM ml_models WHERE model_id = :id FOR UPDATE"), {"id": model_id}
+    ).scalar()
+    if status is None:
+        raise LookupError(f"model {model_id!r} is not registered")
+    if status == ModelStatus.ACTIVE:
+        return False
+    if status not in (ModelStatus.CANDIDATE, ModelStatus.ARCHIVED):
+        raise ValueError(f"model {model_id!r} has status {status!r} and cannot be promoted")
+    _archive_active(conn)
+    _activate(conn, model_id)
+    _record_deployment(conn, model_id, DeploymentAction.PROMOTE, trigger, as_of, reason)
+    return True
+
+
 def promote(engine: sa.Engine, model_id: str, *, as_of, trigger: str, reason: str) -> None:
     """Make `model_id` the champion from the day after `as_of`, in one transaction.
 
@@ -259,18 +289,21 @@ def promote(engine: sa.Engine, model_id: str, *, as_of, trigger: str, reason: st
     """
     with engine.begin() as conn:
         _lock_in_date_order(conn, as_of)
-        status = conn.execute(
-            sa.text("SELECT status FROM ml_models WHERE model_id = :id FOR UPDATE"), {"id": model_id}
-        ).scalar()
-        if status is None:
-            raise LookupError(f"model {model_id!r} is not registered")
-        if status == ModelStatus.ACTIVE:
-            return
-        if status not in (ModelStatus.CANDIDATE, ModelStatus.ARCHIVED):
-            raise ValueError(f"model {model_id!r} has status {status!r} and cannot be promoted")
-        _archive_active(conn)
-        _activate(conn, model_id)
-        _record_deployment(conn, model_id, DeploymentAction.PROMOTE, trigger, as_of, reason)
+        _promote_locked(conn, model_id, as_of=as_of, trigger=trigger, reason=reason)
+
+
+def _rollback_locked(conn: sa.Connection, *, as_of, trigger: str, reason: str) -> str:
+    stack = _champion_stack(conn, None)
+    if len(stack) < 2:
+        raise NoPreviousChampionError(
+            "no previous champion to roll back to: the deployment history holds "
+            f"{len(stack)} champion(s) on its stack"
+        )
+    previous = stack[-2]
+    _archive_active(conn)
+    _activate(conn, previous)
+    _record_deployment(conn, previous, DeploymentAction.ROLLBACK, trigger, as_of, reason)
+    return previous
 
 
 def rollback(engine: sa.Engine, *, as_of, reason: str, trigger: str = "manual") -> ModelRecord:
@@ -282,17 +315,58 @@ def rollback(engine: sa.Engine, *, as_of, reason: str, trigger: str = "manual") 
     """
     with engine.begin() as conn:
         _lock_in_date_order(conn, as_of)
-        stack = _champion_stack(conn, None)
-        if len(stack) < 2:
-            raise NoPreviousChampionError(
-                "no previous champion to roll back to: the deployment history holds "
-                f"{len(stack)} champion(s) on its stack"
-            )
-        previous = stack[-2]
-        _archive_active(conn)
-        _activate(conn, previous)
-        _record_deployment(conn, previous, DeploymentAction.ROLLBACK, trigger, as_of, reason)
-        return get_model(conn, previous)
+        return get_model(conn, _rollback_locked(conn, as_of=as_of, trigger=trigger, reason=reason))
+
+
+def _record_manual_event(conn: sa.Connection, *, as_of, old_model_id: str | None, new_model_id: str,
+                         reason: str) -> None:
+    record_retraining_event(
+        conn, as_of=as_of, trigger=RetrainTrigger.MANUAL, dagster_run_id=None, old_model_id=old_model_id,
+        new_model_id=new_model_id, old_metrics=None, new_metrics=None, accuracy_improvement=None,
+        f1_improvement=None, deployed=True, reason=reason)
+
+
+def _active_id(conn: sa.Connection) -> str | None:
+    return conn.execute(sa.text("SELECT model_id FROM ml_models WHERE status = :active"),
+                        {"active": ModelStatus.ACTIVE.value}).scalar()
+
+
+def manual_promote(engine: sa.Engine, model_id: str, *, as_of, reason: str) -> str | None:
+    """An operator's promotion: verify the artifact, promote, log the event, all in one transaction
+    under the promotion lock; return the model that was in service before.
+
+    Raises AlreadyChampionError when `model_id` is already active, PromotionRefused when its
+    artifact is missing or fails its sha256, and what `promote` raises.
+    """
+    with engine.begin() as conn:
+        _lock_in_date_order(conn, as_of)
+        record = get_model(conn, model_id)
+        if record is None:
+            raise LookupError(f"model {model_id!r} is not registered")
+        if record.status == ModelStatus.ACTIVE:
+            raise AlreadyChampionError(f"model {model_id!r} is already the champion: nothing to promote")
+        if not record.artifact_path or not record.artifact_sha256:
+            raise PromotionRefused(f"model {model_id!r} has no recorded artifact or sha256: not promoted")
+        try:
+            read_verified(record.artifact_path, record.artifact_sha256)
+        except ArtifactIntegrityError as error:
+            raise PromotionRefused(f"model {model_id!r} not promoted: {error}") from error
+        old_model_id = _active_id(conn)
+        _promote_locked(conn, model_id, as_of=as_of, trigger=RetrainTrigger.MANUAL, reason=f"manual: {reason}")
+        _record_manual_event(conn, as_of=as_of, old_model_id=old_model_id, new_model_id=model_id,
+                             reason=f"manual promotion: {reason}")
+    return old_model_id
+
+
+def manual_rollback(engine: sa.Engine, *, as_of, reason: str) -> ModelRecord:
+    """An operator's rollback and its event in one transaction under the promotion lock; the restored model."""
+    with engine.begin() as conn:
+        _lock_in_date_order(conn, as_of)
+        old_model_id = _active_id(conn)
+        restored = _rollback_locked(conn, as_of=as_of, trigger=RetrainTrigger.MANUAL, reason=f"manual: {reason}")
+        _record_manual_event(conn, as_of=as_of, old_model_id=old_model_id, new_model_id=restored,
+                             reason=f"manual rollback: {reason}")
+        return get_model(conn, restored)
 
 
 def record_comparison(

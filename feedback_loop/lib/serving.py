@@ -2,8 +2,9 @@
 
 Serving order on a date: the champion in force, then the previous champion, then the
 heuristic alone. A model is served only if its artifact's sha256 matches the one recorded
-in `ml_models` at registration (`training.artifact.load_model`); every model skipped is
-listed in `failures` and the path taken is recorded with each signal and prediction.
+in `ml_models` at registration (`model_store.load_verified`: the bytes hashed are the bytes
+loaded); any failure to read or verify an artifact falls back, the model skipped and why
+listed in `failures`, and the path taken is recorded with each signal and prediction.
 """
 
 from __future__ import annotations
@@ -12,16 +13,15 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from feedback_loop.lib import db, registry
+from feedback_loop.lib import db, model_store, registry
 from feedback_loop.lib.features import feature_vectors
 from feedback_loop.lib.registry import ModelRecord
-from feedback_loop.lib.training.artifact import ArtifactIntegrityError, load_model
+from feedback_loop.lib.training.artifact import ArtifactIntegrityError
 from feedback_loop.lib.training.model import TrainedModel
 from feedback_loop.lib.vocab import ModelStatus, PredictionRole, ServingPath
 
@@ -41,12 +41,6 @@ class ServingResult:
     failures: list[str] = field(default_factory=list)
 
 
-def _load_verified(record: ModelRecord) -> TrainedModel:
-    if not record.artifact_path or not record.artifact_sha256:
-        raise ArtifactIntegrityError(f"model {record.model_id} has no recorded artifact or sha256")
-    return load_model(Path(record.artifact_path), record.artifact_sha256)
-
-
 def load_for_serving(candidates: list[tuple[ModelRecord, str]]) -> ServingResult:
     """Serve the first candidate whose artifact verifies; `candidates` are (record, path)
     in preference order, path a ServingPath value ('champion', 'previous_champion').
@@ -56,8 +50,8 @@ def load_for_serving(candidates: list[tuple[ModelRecord, str]]) -> ServingResult
     failures: list[str] = []
     for record, path in candidates:
         try:
-            model = _load_verified(record)
-        except ArtifactIntegrityError as error:
+            model = model_store.load_verified(record)
+        except (ArtifactIntegrityError, OSError) as error:
             failures.append(f"{ServingPath(path).value} {record.model_id} ({record.version}): {error}")
             continue
         return ServingResult(model, record, ServingPath(path), failures)

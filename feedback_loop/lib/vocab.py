@@ -156,6 +156,11 @@ class ModeChangeOutcome(StrEnum):
     REFUSED = "refused"
 
 
+class OrderSide(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
 class PredictionRole(StrEnum):
     CHAMPION = "champion"
     SHADOW = "shadow"

@@ -2,12 +2,14 @@
 
 An artifact is a directory named after the model version holding `ARTIFACT_FILES`. Its
 sha256 runs over the files in sorted name order (name, length, bytes of each), so it does
-not depend on the file system's listing order.
+not depend on the file system's listing order. Loading reads each file once: the bytes
+hashed are the bytes the model is built from.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -29,15 +31,46 @@ class ArtifactIntegrityError(Exception):
     """The artifact is missing files, was modified after saving, or cannot be read."""
 
 
-def artifact_sha256(path: Path) -> str:
-    """sha256 over `ARTIFACT_FILES` of the artifact directory `path`."""
+def _sha256_of(contents: dict[str, bytes]) -> str:
     digest = hashlib.sha256()
     for name in ARTIFACT_FILES:
-        content = (path / name).read_bytes()
         digest.update(name.encode())
-        digest.update(len(content).to_bytes(8, "big"))
-        digest.update(content)
+        digest.update(len(contents[name]).to_bytes(8, "big"))
+        digest.update(contents[name])
     return digest.hexdigest()
+
+
+def _read_files(path: Path) -> dict[str, bytes]:
+    contents = {}
+    for name in ARTIFACT_FILES:
+        try:
+            contents[name] = (path / name).read_bytes()
+        except FileNotFoundError as error:
+            raise ArtifactIntegrityError(f"model artifact {path} lacks {name}") from error
+        except OSError as error:
+            raise ArtifactIntegrityError(f"model artifact {path} cannot read {name}: {error}") from error
+    return contents
+
+
+def artifact_sha256(path: Path) -> str:
+    """sha256 over `ARTIFACT_FILES` of the artifact directory `path`."""
+    return _sha256_of(_read_files(Path(path)))
+
+
+def read_verified(path: Path, expected_sha256: str) -> dict[str, bytes]:
+    """The artifact's files (name -> bytes), read once, after their sha256 matched.
+
+    ArtifactIntegrityError when a file is missing or unreadable or the sha256 differs.
+    """
+    path = Path(path)
+    contents = _read_files(path)
+    actual = _sha256_of(contents)
+    if actual != expected_sha256:
+        raise ArtifactIntegrityError(
+            f"model artifact {path} has sha256 {actual}, expected {expected_sha256}: "
+            "its files changed after it was saved; refusing to load it"
+        )
+    return contents
 
 
 def save_model(model: TrainedModel, directory: Path) -> tuple[Path, str]:
@@ -65,22 +98,14 @@ def save_model(model: TrainedModel, directory: Path) -> tuple[Path, str]:
 
 
 def load_model(path: Path, expected_sha256: str) -> TrainedModel:
-    """Read an artifact after checking its sha256; ArtifactIntegrityError when it differs."""
-    path = Path(path)
-    missing = [name for name in ARTIFACT_FILES if not (path / name).is_file()]
-    if missing:
-        raise ArtifactIntegrityError(f"model artifact {path} lacks {missing}")
-    actual = artifact_sha256(path)
-    if actual != expected_sha256:
-        raise ArtifactIntegrityError(
-            f"model artifact {path} has sha256 {actual}, expected {expected_sha256}: "
-            "its files changed after it was saved; refusing to load it"
-        )
+    """The model built from the artifact's bytes that matched `expected_sha256` (see `read_verified`);
+    ArtifactIntegrityError on any failure to read, verify or parse it."""
+    contents = read_verified(path, expected_sha256)
     try:
-        document = json.loads((path / MODEL_FILE).read_text())
+        document = json.loads(contents[MODEL_FILE])
         config = TrainingConfig.from_dict(document["config"])
         booster = xgb.Booster(params={"nthread": config.hyperparameters.nthread})
-        booster.load_model(bytearray((path / BOOSTER_FILE).read_bytes()))
+        booster.load_model(bytearray(contents[BOOSTER_FILE]))
         return TrainedModel(
             version=document["version"],
             feature_names=document["feature_names"],
@@ -94,8 +119,8 @@ def load_model(path: Path, expected_sha256: str) -> TrainedModel:
             model_card=document["model_card"],
             training_start=pd.Timestamp(document["training_start"]),
             training_end=pd.Timestamp(document["training_end"]),
-            holdout=pd.read_parquet(path / HOLDOUT_FILE),
-            calibration_png=(path / CALIBRATION_PNG_FILE).read_bytes(),
+            holdout=pd.read_parquet(io.BytesIO(contents[HOLDOUT_FILE])),
+            calibration_png=contents[CALIBRATION_PNG_FILE],
         )
     except (ValueError, KeyError, TypeError, OSError, xgb.core.XGBoostError) as error:
         raise ArtifactIntegrityError(f"model artifact {path} cannot be read: {error}") from error
