@@ -60,6 +60,20 @@ def test_loop_day_retrain_and_champion_serving(db_url, tmp_path, instance):
     assert len(active) == 1 and comparison.promoted and comparison.current_model_id is None
     assert tuple(event) == ("manual", True)
 
+    # The same training inputs again (a second sensor's request): the champion is reproduced, and the
+    # decision is "no change", never a comparison of the champion with itself.
+    same = definitions.resolve_job_def("market_retrain_job").execute_in_process(
+        instance=instance, run_config=training_run_config(as_of=DAY, use_outcomes=False, trigger="feature_drift"))
+    assert same.success
+    with engine.connect() as conn:
+        comparisons = conn.execute(sa.text("SELECT count(*) FROM ml_model_comparisons")).scalar()
+        events = conn.execute(sa.text(
+            "SELECT deployed, reason, old_model_id, new_model_id FROM model_retraining_events ORDER BY event_id")).all()
+        deployments = conn.execute(sa.text("SELECT count(*) FROM model_deployments")).scalar()
+    assert comparisons == 1 and deployments == 1
+    assert not events[-1].deployed and events[-1].reason.startswith("no change")
+    assert events[-1].old_model_id == events[-1].new_model_id == active[0].model_id
+
     second = daily.execute_in_process(instance=instance, partition_key=NEXT_DAY)
     assert second.success
     with engine.connect() as conn:

@@ -279,6 +279,16 @@ def _promote_locked(conn: sa.Connection, model_id: str, *, as_of, trigger: str, 
     return True
 
 
+def lock_promotions(conn: sa.Connection, as_of) -> None:
+    """Hold the promotion lock for the rest of the caller's transaction (see `_lock_in_date_order`)."""
+    _lock_in_date_order(conn, as_of)
+
+
+def promote_locked(conn: sa.Connection, model_id: str, *, as_of, trigger: str, reason: str) -> bool:
+    """`promote` inside the caller's transaction, which holds `lock_promotions`."""
+    return _promote_locked(conn, model_id, as_of=as_of, trigger=trigger, reason=reason)
+
+
 def promote(engine: sa.Engine, model_id: str, *, as_of, trigger: str, reason: str) -> None:
     """Make `model_id` the champion from the day after `as_of`, in one transaction.
 

@@ -87,34 +87,40 @@ def _fmt(value) -> str:
 
 def decide_and_apply(engine: sa.Engine, challenger_id: str, *, as_of, trigger: str,
                      run_id: str | None = None) -> PromotionResult:
-    """Score champion and challenger on the challenger's holdout, decide, promote or park, log both tables."""
+    """Score champion and challenger on the challenger's holdout, decide, promote or park, log both tables.
+
+    One transaction under the promotion lock: the champion compared against is the one in force
+    from the day after `as_of` when the decision is written, and the comparison, the event, the
+    candidate statuses and the promotion commit together or not at all.
+    """
     from feedback_loop.lib.plots import comparison_png
 
     effective_from = pd.Timestamp(as_of) + pd.Timedelta(days=1)
-    with engine.connect() as conn:
+    with engine.begin() as conn:
+        registry.lock_promotions(conn, as_of)
         challenger_record = registry.get_model(conn, challenger_id)
         champion_record = registry.champion_as_of(conn, effective_from)
+        if champion_record is not None and champion_record.model_id == challenger_id:
+            return _no_change(conn, challenger_record, as_of=as_of, trigger=trigger, run_id=run_id)
         candidate_ids = registry.candidate_ids(conn)
         shadow = loop_store.read_shadow(conn, as_of)
-    if champion_record is not None and champion_record.model_id == challenger_id:
-        return _no_change(engine, challenger_record, as_of=as_of, trigger=trigger, run_id=run_id)
-    challenger = model_store.load_verified(challenger_record)
-    holdout = challenger.holdout
-    new_metrics = challenger.evaluate(holdout)
-    current_metrics, champion, champion_note = None, None, ""
-    if champion_record is not None:
-        try:
-            champion = model_store.load_verified(champion_record)
-            current_metrics = champion.evaluate(holdout)
-        except ArtifactIntegrityError as exc:
-            champion_note = f"; champion {champion_record.version} could not be verified ({exc})"
-    decision = decide_promotion(new_metrics, current_metrics)
-    reason = decision.reason + champion_note
-    shadow_rates = shadow_win_rates(shadow, challenger_id)
-    with engine.begin() as conn:
+        challenger = model_store.load_verified(challenger_record)
+        holdout = challenger.holdout
+        new_metrics = challenger.evaluate(holdout)
+        current_metrics, champion, champion_note = None, None, ""
+        if champion_record is not None:
+            try:
+                champion = model_store.load_verified(champion_record)
+                current_metrics = champion.evaluate(holdout)
+            except ArtifactIntegrityError as exc:
+                champion_note = f"; champion {champion_record.version} could not be verified ({exc})"
+        decision = decide_promotion(new_metrics, current_metrics)
+        reason = decision.reason + champion_note
+        shadow_rates = shadow_win_rates(shadow, challenger_id)
+        champion_id = champion_record.model_id if champion_record else None
         registry.record_comparison(
             conn, as_of=as_of, new_model_id=challenger_id,
-            current_model_id=champion_record.model_id if current_metrics else None,
+            current_model_id=champion_id if current_metrics else None,
             new_accuracy=new_metrics["accuracy"], current_accuracy=current_metrics["accuracy"] if current_metrics else None,
             new_f1=new_metrics["f1_weighted"], current_f1=current_metrics["f1_weighted"] if current_metrics else None,
             holdout_rows=len(holdout), new_shadow_win_rate=shadow_rates[0], current_shadow_win_rate=shadow_rates[1],
@@ -122,32 +128,29 @@ def decide_and_apply(engine: sa.Engine, challenger_id: str, *, as_of, trigger: s
         )
         registry.record_retraining_event(
             conn, as_of=as_of, trigger=trigger, dagster_run_id=run_id,
-            old_model_id=champion_record.model_id if champion_record else None, new_model_id=challenger_id,
+            old_model_id=champion_id, new_model_id=challenger_id,
             old_metrics=current_metrics, new_metrics=new_metrics, accuracy_improvement=decision.accuracy_gain,
             f1_improvement=decision.f1_gain, deployed=decision.promote, reason=reason,
         )
-        champion_id = champion_record.model_id if champion_record else None
         statuses = rules.model_statuses_after_decision(challenger_id, decision.promote, champion_id, candidate_ids)
-        # The promotion itself (champion archived, challenger active, deployment) is registry.promote's.
+        # The promotion itself (champion archived, challenger active, deployment) is the registry's.
         registry.set_statuses(conn, {model_id: status for model_id, status in statuses.items()
                                      if model_id not in (challenger_id, champion_id)})
-    if decision.promote:
-        registry.promote(engine, challenger_id, as_of=as_of, trigger=trigger, reason=reason)
+        if decision.promote:
+            registry.promote_locked(conn, challenger_id, as_of=as_of, trigger=trigger, reason=reason)
     png = comparison_png(new_metrics, current_metrics, holdout, challenger, champion)
-    return PromotionResult(decision, new_metrics, current_metrics,
-                           champion_record.model_id if champion_record else None, len(holdout), png)
+    return PromotionResult(decision, new_metrics, current_metrics, champion_id, len(holdout), png)
 
 
-def _no_change(engine: sa.Engine, record, *, as_of, trigger: str, run_id: str | None) -> PromotionResult:
+def _no_change(conn: sa.Connection, record, *, as_of, trigger: str, run_id: str | None) -> PromotionResult:
     """A retrain that reproduced the model in service: logged as an event, never compared with itself."""
     reason = f"no change: the retrain reproduced the model in service ({record.version})"
     decision = PromotionDecision(False, reason, None, None)
-    with engine.begin() as conn:
-        registry.record_retraining_event(
-            conn, as_of=as_of, trigger=trigger, dagster_run_id=run_id, old_model_id=record.model_id,
-            new_model_id=record.model_id, old_metrics=record.metrics, new_metrics=record.metrics,
-            accuracy_improvement=None, f1_improvement=None, deployed=False, reason=reason,
-        )
+    registry.record_retraining_event(
+        conn, as_of=as_of, trigger=trigger, dagster_run_id=run_id, old_model_id=record.model_id,
+        new_model_id=record.model_id, old_metrics=record.metrics, new_metrics=record.metrics,
+        accuracy_improvement=None, f1_improvement=None, deployed=False, reason=reason,
+    )
     return PromotionResult(decision, record.metrics, record.metrics, record.model_id, 0, b"")
 
 
