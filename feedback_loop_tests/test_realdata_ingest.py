@@ -136,12 +136,16 @@ def test_truncated_amounts_are_rejected(real):
 def test_date_defects(real):
     raw, batch, _ = real
     accepted = batch.disclosures
-    # Year typos in these copies show up as trades "after" their filing (e.g. filed
-    # 01/02/2020 for a 2020-12-24 trade): accepted and flagged for the check.
-    flagged = accepted[accepted["filed_before_trade"]]
-    assert len(flagged) > 0
-    assert (flagged["disclosure_date"] < flagged["transaction_date"]).all()
-    assert ((accepted["disclosure_date"] < accepted["transaction_date"]) == accepted["filed_before_trade"]).all()
+    # Year typos in these copies show up as trades after their filing (e.g. filed 01/02/2020 for a
+    # 2020-12-24 trade): rejected, one per distinct raw line whose trade date parses after its filing.
+    assert not accepted["filed_before_trade"].any()
+    assert (accepted["disclosure_date"] >= accepted["transaction_date"]).all()
+    for source, trade_format in [("house", "%Y-%m-%d"), ("senate", "%m/%d/%Y")]:
+        lines = raw[source].drop_duplicates()
+        traded = pd.to_datetime(lines["transaction_date"], format=trade_format, errors="coerce")
+        filed = pd.to_datetime(lines["disclosure_date"], format="%m/%d/%Y", errors="coerce")
+        after = _rejects(batch, source)["reason"] == RejectReason.TRADE_AFTER_FILING
+        assert after.sum() == (traded > filed).sum() > 0, source
     assert accepted["transaction_date"].dt.year.min() >= policy.MIN_TRADE_YEAR
     # Impossible years are rejected as implausible: as many rejects as raw lines with one.
     for source, parser in [("house", parsing.parse_house), ("senate", parsing.parse_senate)]:
