@@ -435,3 +435,30 @@ def test_without_legislator_files_filers_stay_unmatched_and_nothing_fails():
     }])
     accepted, _ = parsing.attach_politicians(parsing.parse_senate(raw).accepted, legislators)
     assert len(accepted) == 1 and accepted["politician_id"].isna().all() and accepted["party"].isna().all()
+
+
+def test_price_rows_without_adj_close_or_with_non_positive_prices_are_quarantined(tmp_path):
+    good = {"ticker": "AAA", "date": "2020-01-02", "open": "1", "high": "1", "low": "1", "close": "1",
+            "adj_close": "1", "volume": "10"}
+    rows = [good, {**good, "adj_close": ""}, {**good, "close": "-2"}, {**good, "open": "inf"},
+            {**good, "date": "-2020-01-02"}, {**good, "ticker": "--"}, {**good, "volume": "-1"},
+            {**good, "ticker": "A\x00"}, {**good, "date": "2020-01-03", "open": ""}]
+    path = tmp_path / "prices.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    parsed = parsing.parse_price_file(path, today="2021-01-01")
+    assert parsed.rows_read == len(rows) == len(parsed.prices) + len(parsed.rejects)
+    assert parsed.prices["date"].dt.day.tolist() == [2, 3] and (parsed.prices[["close", "adj_close"]] > 0).all().all()
+    assert parsed.rejects["reason"].tolist() == [
+        RejectReason.MISSING_PRICE, RejectReason.NON_POSITIVE_PRICE, RejectReason.NON_POSITIVE_PRICE,
+        RejectReason.PRICE_DATE, RejectReason.TICKER, RejectReason.NEGATIVE_VOLUME, RejectReason.CONTROL_CHARACTER]
+    assert parsed.rejects["raw_row"].iloc[-1]["ticker"] == "A\\u0000"
+
+
+def test_the_issues_rows_are_quarantined_and_the_rest_accepted():
+    result = parsing.parse_house(house(
+        {}, {"representative": "Hon. Vir\x00ginia Foxx"}, {"type": "gift\x00"}, {"transaction_date": "-2020-02-24"},
+        {"ticker": "X" * 3000}, {"disclosure_date": "04/28/2199"}, {"ticker": "MSFT"},
+    ), today="2021-01-01")
+    assert reason_of(result) == [RejectReason.CONTROL_CHARACTER, RejectReason.CONTROL_CHARACTER,
+                                 RejectReason.TRADE_DATE, RejectReason.FIELD_TOO_LONG, RejectReason.FILING_DATE_RANGE]
+    assert result.accepted["ticker"].tolist() == ["BHC", "MSFT"] and result.stats.balanced()

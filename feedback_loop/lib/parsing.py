@@ -13,8 +13,8 @@ import html
 import io
 import json
 import re
-import zlib
 import unicodedata
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,14 @@ import numpy as np
 import pandas as pd
 
 from feedback_loop.lib import frames, policy
-from feedback_loop.lib.vocab import AssetType, Chamber, DisclosureSource, Party, RejectReason, TransactionType
+from feedback_loop.lib.vocab import (
+    AssetType,
+    Chamber,
+    DisclosureSource,
+    Party,
+    RejectReason,
+    TransactionType,
+)
 
 HOUSE_COLUMNS = [
     "disclosure_date", "transaction_date", "owner", "ticker", "asset_description", "type",
