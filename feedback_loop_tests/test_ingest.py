@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from feedback_loop.lib import frames, ingest, parsing
 from feedback_loop.lib.sources import FileDisclosureSource, FilePriceSource, YFinancePriceSource
+from feedback_loop.lib.vocab import RejectReason
 from feedback_loop_tests.test_parsing import LEGISLATORS, PRICES, house, senate
 
 TABLES = ["politicians", "disclosures", "disclosure_rejects", "prices", "ticker_sectors"]
@@ -95,7 +96,7 @@ def test_disclosures_round_trip_with_normalized_dates(engine, files):
     assert list(politicians.columns) == frames.POLITICIAN_COLUMNS
     assert set(politicians["party"]) == {"D", "R"}
     assert rejects["raw_row"].map(type).eq(dict).all()
-    assert set(rejects["reason"]) == {parsing.REASON_TRUNCATED_AMOUNT, parsing.REASON_PAPER_FILING}
+    assert set(rejects["reason"]) == {RejectReason.TRUNCATED_AMOUNT, RejectReason.PAPER_FILING}
 
 
 def test_read_disclosures_as_of_filters_by_filing_date(engine, files):
@@ -118,6 +119,26 @@ def test_read_disclosures_as_of_filters_by_filing_date(engine, files):
     assert sorted(may_only["disclosure_id"]) == sorted(batch.disclosures.loc[in_may, "disclosure_id"])
 
 
+def test_every_reject_reason_is_accepted_by_its_table_and_a_nul_byte_is_stored_escaped(engine):
+    from feedback_loop.lib.vocab import DISCLOSURE_REJECT_REASONS, PRICE_REJECT_REASONS
+
+    raw_row = parsing.storable_raw_row({"representative": "Hon. A\x00B", "amount": 5})
+    disclosure_rejects = pd.DataFrame([{"source": "house", "row_hash": f"h{i}", "raw_row": raw_row, "reason": str(r)}
+                                       for i, r in enumerate(sorted(DISCLOSURE_REJECT_REASONS))])
+    price_rejects = pd.DataFrame([{"row_hash": f"p{i}", "raw_row": raw_row, "reason": str(r)}
+                                  for i, r in enumerate(sorted(PRICE_REJECT_REASONS))])
+    with engine.begin() as conn:
+        assert ingest.write_rejects(conn, disclosure_rejects) == len(DISCLOSURE_REJECT_REASONS)
+        assert ingest.write_price_rejects(conn, price_rejects) == len(PRICE_REJECT_REASONS)
+        with pytest.raises(sa.exc.IntegrityError, match="price_rejects_reason_check"), conn.begin_nested():
+            ingest.write_price_rejects(conn, price_rejects.assign(row_hash="x", reason=str(RejectReason.AMOUNT)))
+    with engine.connect() as conn:
+        back = ingest.read_rejects(conn)
+        price_back = ingest.read_price_rejects(conn)
+    assert back["raw_row"].tolist() == [{"representative": "Hon. A\\u0000B", "amount": 5}] * len(back)
+    assert sorted(price_back["reason"]) == sorted(map(str, PRICE_REJECT_REASONS))
+
+
 def _row_by_row(conn, sql: str, columns: list[str]) -> pd.DataFrame:
     """What ingest's readers returned before db.read_frame: SQLAlchemy rows, then the same normalization."""
     result = conn.execute(sa.text(sql))
@@ -138,7 +159,7 @@ def test_readers_return_the_frames_row_by_row_fetching_returned(engine, files):
         ingest.write_batch(conn, batch)
         ingest.write_prices(conn, prices)
         conn.execute(sa.text("INSERT INTO disclosure_rejects (source, row_hash, raw_row, reason)"
-                             " VALUES ('x', 'h', '{\"a\": [1, null, \"é\"]}', 'r')"))
+                             " VALUES ('x', 'h', '{\"a\": [1, null, \"é\"]}', 'unparseable amount')"))
     readers = {
         "disclosures": (ingest.read_disclosures, frames.DISCLOSURE_COLUMNS, "disclosure_date, disclosure_id"),
         "politicians": (ingest.read_politicians, frames.POLITICIAN_COLUMNS, "politician_id"),

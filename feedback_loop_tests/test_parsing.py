@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from feedback_loop.lib import frames, parsing
-from feedback_loop.lib.vocab import AssetType, TransactionType
+from feedback_loop.lib.vocab import AssetType, RejectReason, TransactionType
 
 HOUSE_BASE = {
     "disclosure_year": "2020", "disclosure_date": "04/28/2020", "transaction_date": "2020-02-24",
@@ -74,21 +74,21 @@ def test_senate_transaction_types(raw, expected):
 def test_unknown_transaction_type_is_rejected_with_reason_and_raw_strings():
     result = parsing.parse_senate(senate({"type": "Gift"}, {"type": "Purchase"}))
     assert len(result.accepted) == 1
-    assert reason_of(result) == [parsing.REASON_TRANSACTION_TYPE]
+    assert reason_of(result) == [RejectReason.TRANSACTION_TYPE]
     reject = result.rejects.iloc[0]
     assert reject["raw_row"]["type"] == "Gift" and reject["source"] == "senate"
     expected_hash = hashlib.sha256(("senate" + json.dumps(
         reject["raw_row"], separators=(",", ":"), ensure_ascii=False)).encode()).hexdigest()
     assert reject["row_hash"] == expected_hash
     # House spellings are not Senate spellings, and the other way round.
-    assert reason_of(parsing.parse_house(house({"type": "Purchase"}))) == [parsing.REASON_TRANSACTION_TYPE]
+    assert reason_of(parsing.parse_house(house({"type": "Purchase"}))) == [RejectReason.TRANSACTION_TYPE]
 
 
 def test_senate_paper_filings_are_rejected():
     result = parsing.parse_senate(senate({
         "asset_type": "PDF Disclosed Filing", "type": "", "amount": "Unknown", "ticker": "",
     }))
-    assert reason_of(result) == [parsing.REASON_PAPER_FILING]
+    assert reason_of(result) == [RejectReason.PAPER_FILING]
 
 
 @pytest.mark.parametrize(("amount", "low", "high"), [
@@ -104,11 +104,11 @@ def test_amount_bands(amount, low, high):
 
 
 @pytest.mark.parametrize(("amount", "reason"), [
-    ("$1,001 -", parsing.REASON_TRUNCATED_AMOUNT),
-    ("$15,001 - ", parsing.REASON_TRUNCATED_AMOUNT),
-    ("Unknown", parsing.REASON_AMOUNT),
-    ("$15,000 - $1,001", parsing.REASON_AMOUNT),
-    ("", parsing.REASON_AMOUNT),
+    ("$1,001 -", RejectReason.TRUNCATED_AMOUNT),
+    ("$15,001 - ", RejectReason.TRUNCATED_AMOUNT),
+    ("Unknown", RejectReason.AMOUNT),
+    ("$15,000 - $1,001", RejectReason.AMOUNT),
+    ("", RejectReason.AMOUNT),
 ])
 def test_bad_amounts_are_rejected(amount, reason):
     assert reason_of(parsing.parse_house(house({"amount": amount}))) == [reason]
@@ -121,12 +121,12 @@ def test_senate_dates_without_leading_zeros():
 
 
 @pytest.mark.parametrize(("trade_date", "reason"), [
-    ("0009-06-09", parsing.REASON_TRADE_DATE_RANGE),
-    ("1999-12-31", parsing.REASON_TRADE_DATE_RANGE),
-    ("2022-01-05", parsing.REASON_TRADE_DATE_RANGE),  # filing is 2020: more than a year ahead
-    ("2020-02-30", parsing.REASON_TRADE_DATE),
-    ("", parsing.REASON_TRADE_DATE),
-    ("soon", parsing.REASON_TRADE_DATE),
+    ("0009-06-09", RejectReason.TRADE_DATE_RANGE),
+    ("1999-12-31", RejectReason.TRADE_DATE_RANGE),
+    ("2022-01-05", RejectReason.TRADE_AFTER_FILING),  # filed 2020-04-28, before the trade
+    ("2020-02-30", RejectReason.TRADE_DATE),
+    ("", RejectReason.TRADE_DATE),
+    ("soon", RejectReason.TRADE_DATE),
 ])
 def test_impossible_trade_dates_are_rejected(trade_date, reason):
     assert reason_of(parsing.parse_house(house({"transaction_date": trade_date}))) == [reason]
@@ -134,16 +134,17 @@ def test_impossible_trade_dates_are_rejected(trade_date, reason):
 
 def test_unparseable_filing_date_is_rejected():
     assert reason_of(parsing.parse_house(house({"disclosure_date": "2020-04-28"}))) == [
-        parsing.REASON_FILING_DATE
+        RejectReason.FILING_DATE
     ]
 
 
-def test_filing_dated_before_the_trade_is_accepted_and_flagged():
+def test_filing_dated_before_the_trade_is_rejected():
+    # Accepted, it would be visible as of its filing date, eleven months before the trade.
     result = parsing.parse_house(house(
         {"transaction_date": "2020-12-24", "disclosure_date": "01/02/2020"}, {},
     ))
-    assert result.accepted["filed_before_trade"].tolist() == [True, False]
-    assert result.metadata["filed_before_trade"] == 1
+    assert reason_of(result) == [RejectReason.TRADE_AFTER_FILING]
+    assert result.accepted["filed_before_trade"].tolist() == [False]
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
@@ -173,7 +174,7 @@ def test_cleaners_treat_none_and_nan_as_empty_text():
     assert parsing.strip_html(values).tolist() == [None, "x", None]
     assert parsing.clean_filer_name(values).tolist() == [None, "x", None]
     assert parsing.normalize_ticker(values).tolist() == [None, "X", None]
-    assert parsing.parse_amount(values)[2].tolist() == [parsing.REASON_AMOUNT] * 3
+    assert parsing.parse_amount(values)[2].tolist() == [RejectReason.AMOUNT] * 3
 
 
 def test_missing_tickers_are_kept_and_counted():
@@ -434,3 +435,30 @@ def test_without_legislator_files_filers_stay_unmatched_and_nothing_fails():
     }])
     accepted, _ = parsing.attach_politicians(parsing.parse_senate(raw).accepted, legislators)
     assert len(accepted) == 1 and accepted["politician_id"].isna().all() and accepted["party"].isna().all()
+
+
+def test_price_rows_without_adj_close_or_with_non_positive_prices_are_quarantined(tmp_path):
+    good = {"ticker": "AAA", "date": "2020-01-02", "open": "1", "high": "1", "low": "1", "close": "1",
+            "adj_close": "1", "volume": "10"}
+    rows = [good, {**good, "adj_close": ""}, {**good, "close": "-2"}, {**good, "open": "inf"},
+            {**good, "date": "-2020-01-02"}, {**good, "ticker": "--"}, {**good, "volume": "-1"},
+            {**good, "ticker": "A\x00"}, {**good, "date": "2020-01-03", "open": ""}]
+    path = tmp_path / "prices.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    parsed = parsing.parse_price_file(path, today="2021-01-01")
+    assert parsed.rows_read == len(rows) == len(parsed.prices) + len(parsed.rejects)
+    assert parsed.prices["date"].dt.day.tolist() == [2, 3] and (parsed.prices[["close", "adj_close"]] > 0).all().all()
+    assert parsed.rejects["reason"].tolist() == [
+        RejectReason.MISSING_PRICE, RejectReason.NON_POSITIVE_PRICE, RejectReason.NON_POSITIVE_PRICE,
+        RejectReason.PRICE_DATE, RejectReason.TICKER, RejectReason.NEGATIVE_VOLUME, RejectReason.CONTROL_CHARACTER]
+    assert parsed.rejects["raw_row"].iloc[-1]["ticker"] == "A\\u0000"
+
+
+def test_the_issues_rows_are_quarantined_and_the_rest_accepted():
+    result = parsing.parse_house(house(
+        {}, {"representative": "Hon. Vir\x00ginia Foxx"}, {"type": "gift\x00"}, {"transaction_date": "-2020-02-24"},
+        {"ticker": "X" * 3000}, {"disclosure_date": "04/28/2199"}, {"ticker": "MSFT"},
+    ), today="2021-01-01")
+    assert reason_of(result) == [RejectReason.CONTROL_CHARACTER, RejectReason.CONTROL_CHARACTER,
+                                 RejectReason.TRADE_DATE, RejectReason.FIELD_TOO_LONG, RejectReason.FILING_DATE_RANGE]
+    assert result.accepted["ticker"].tolist() == ["BHC", "MSFT"] and result.stats.balanced()

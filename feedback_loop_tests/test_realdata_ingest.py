@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from feedback_loop.lib import frames, ingest, parsing
+from feedback_loop.lib import frames, ingest, parsing, policy
 from feedback_loop.lib.sources import FileDisclosureSource, FilePriceSource
-from feedback_loop.lib.vocab import AssetType, TransactionType
+from feedback_loop.lib.vocab import AssetType, RejectReason, TransactionType
 
 pytestmark = pytest.mark.realdata
 
@@ -127,7 +127,7 @@ def test_truncated_amounts_are_rejected(real):
     truncated = house[house["amount"].str.strip() == "$1,001 -"]
     assert len(truncated) > 0
     rejects = _rejects(batch, "house")
-    hit = rejects[rejects["reason"] == parsing.REASON_TRUNCATED_AMOUNT]
+    hit = rejects[rejects["reason"] == RejectReason.TRUNCATED_AMOUNT]
     assert len(hit) == len(truncated.drop_duplicates())
     assert all(r["amount"] == "$1,001 -" for r in hit["raw_row"])
     assert "$1,001 -" not in set(_accepted(batch, "house")["amount_min_usd"].astype(str))
@@ -136,24 +136,28 @@ def test_truncated_amounts_are_rejected(real):
 def test_date_defects(real):
     raw, batch, _ = real
     accepted = batch.disclosures
-    # Year typos in these copies show up as trades "after" their filing (e.g. filed
-    # 01/02/2020 for a 2020-12-24 trade): accepted and flagged for the check.
-    flagged = accepted[accepted["filed_before_trade"]]
-    assert len(flagged) > 0
-    assert (flagged["disclosure_date"] < flagged["transaction_date"]).all()
-    assert ((accepted["disclosure_date"] < accepted["transaction_date"]) == accepted["filed_before_trade"]).all()
-    assert accepted["transaction_date"].dt.year.min() >= parsing.MIN_TRADE_YEAR
+    # Year typos in these copies show up as trades after their filing (e.g. filed 01/02/2020 for a
+    # 2020-12-24 trade): rejected, one per distinct raw line whose trade date parses after its filing.
+    assert not accepted["filed_before_trade"].any()
+    assert (accepted["disclosure_date"] >= accepted["transaction_date"]).all()
+    for source, trade_format in [("house", "%Y-%m-%d"), ("senate", "%m/%d/%Y")]:
+        lines = raw[source].drop_duplicates()
+        traded = pd.to_datetime(lines["transaction_date"], format=trade_format, errors="coerce")
+        filed = pd.to_datetime(lines["disclosure_date"], format="%m/%d/%Y", errors="coerce")
+        after = _rejects(batch, source)["reason"] == RejectReason.TRADE_AFTER_FILING
+        assert after.sum() == (traded > filed).sum() > 0, source
+    assert accepted["transaction_date"].dt.year.min() >= policy.MIN_TRADE_YEAR
     # Impossible years are rejected as implausible: as many rejects as raw lines with one.
     for source, parser in [("house", parsing.parse_house), ("senate", parsing.parse_senate)]:
         years = pd.to_numeric(raw[source]["transaction_date"].str.extract(r"(\d{4})")[0])
-        bad_lines = raw[source][years < parsing.MIN_TRADE_YEAR].drop_duplicates()
+        bad_lines = raw[source][years < policy.MIN_TRADE_YEAR].drop_duplicates()
         reasons = _rejects(batch, source)["reason"]
-        assert (reasons == parsing.REASON_TRADE_DATE_RANGE).sum() == len(bad_lines)
+        assert (reasons == RejectReason.TRADE_DATE_RANGE).sum() == len(bad_lines)
     # The README's `0009-06-09` does not occur in these copies: put it on a real row.
     house = raw["house"][raw["house"]["amount"] == "$1,001 - $15,000"].head(50).copy()
     house.loc[house.index[0], "transaction_date"] = "0009-06-09"
     result = parsing.parse_house(house)
-    assert result.rejects["reason"].tolist() == [parsing.REASON_TRADE_DATE_RANGE]
+    assert result.rejects["reason"].tolist() == [RejectReason.TRADE_DATE_RANGE]
     assert result.rejects["raw_row"].iloc[0]["transaction_date"] == "0009-06-09"
 
 
@@ -195,7 +199,7 @@ def test_exchanges_and_paper_filings(real):
         assert (_accepted(batch, source)["transaction_type"] == TransactionType.EXCHANGE).sum() > 0
     paper = raw["senate"][raw["senate"]["asset_type"] == parsing.SENATE_PAPER_FILING]
     rejects = _rejects(batch, "senate")
-    assert (rejects["reason"] == parsing.REASON_PAPER_FILING).sum() == len(paper.drop_duplicates()) > 0
+    assert (rejects["reason"] == RejectReason.PAPER_FILING).sum() == len(paper.drop_duplicates()) > 0
     assert set(_accepted(batch, "house")["transaction_type"]) <= {t.value for t in TransactionType}
 
 

@@ -10,6 +10,9 @@ changed since they were last written travel to the database (disclosures per fil
 prices per ticker and month; see `db.upsert_changed_parts`), so a daily run writes the new
 day and whatever the source restated, not the whole history. Rejected rows carry no
 trustworthy date, so every run quarantines all of them (idempotently, by row hash).
+
+A source file that cannot be read at all (empty, bad gzip, not UTF-8, ragged, ...) fails the
+asset with `parsing.SourceFileError` before anything is written; the previous data stays.
 """
 
 
@@ -25,7 +28,7 @@ from feedback_loop.defs.resources import (
     DisclosureSourceResource,
     PriceSourceResource,
 )
-from feedback_loop.lib import db, ingest
+from feedback_loop.lib import db, frames, ingest, parsing
 from feedback_loop.lib.frames import MARKET_TICKER
 from feedback_loop.lib.vocab import SIGNAL_ASSET_TYPES
 
@@ -57,6 +60,15 @@ def politicians(database: DatabaseResource, disclosure_source: DisclosureSourceR
     })
 
 
+def _accounting(batch) -> pd.DataFrame:
+    """One row per source: rows_read, accepted, rejected, duplicates_collapsed (within and across files), balanced."""
+    return pd.DataFrame([
+        {"source": name, "rows_read": s.rows_read, "accepted": s.accepted, "rejected": s.rejected,
+         "duplicates_collapsed": s.duplicates_collapsed, "balanced": s.balanced()}
+        for name, s in batch.stats.items()
+    ], columns=["source", "rows_read", "accepted", "rejected", "duplicates_collapsed", "balanced"])
+
+
 @dg.asset(
     group_name="ingest", kinds={"python", "postgres"}, owners=OWNERS, deps=[politicians],
     partitions_def=daily_partitions,
@@ -73,13 +85,9 @@ def disclosures(context: dg.AssetExecutionContext, database: DatabaseResource,
     with database.get_engine().begin() as conn:
         ingest.write_politicians(conn, batch.politicians)
         written = ingest.write_disclosures(conn, known)
-        ingest.write_rejects(conn, batch.rejects)
+        rejects_inserted = ingest.write_rejects(conn, batch.rejects)
         total = conn.execute(sa.text("SELECT count(*) FROM disclosures")).scalar()
-    accounting = pd.DataFrame([
-        {"source": name, "rows_read": s.rows_read, "accepted": s.accepted, "rejected": s.rejected,
-         "duplicates_collapsed": s.duplicates_collapsed, "balanced": s.balanced()}
-        for name, s in batch.stats.items()
-    ])
+    accounting = _accounting(batch)
     reasons = batch.rejects["reason"].value_counts().rename_axis("reason").reset_index(name="rows")
     accepted = batch.disclosures
     eligible = accepted["ticker"].notna() & accepted["asset_type"].isin(list(SIGNAL_ASSET_TYPES))
@@ -93,6 +101,7 @@ def disclosures(context: dg.AssetExecutionContext, database: DatabaseResource,
         "duplicates_collapsed": int(accounting["duplicates_collapsed"].sum()) if len(accounting) else 0,
         "accounting_balanced": bool(accounting["balanced"].all()) if len(accounting) else True,
         "accounting": _markdown_table(accounting),
+        "rejects_inserted": rejects_inserted,
         "rejects_by_reason": _markdown_table(reasons),
         "signal_eligible": int(eligible.sum()),
         "without_ticker": int(accepted["ticker"].isna().sum()),
@@ -104,7 +113,9 @@ def disclosures(context: dg.AssetExecutionContext, database: DatabaseResource,
 @dg.asset(
     group_name="ingest", kinds={"python", "postgres"}, owners=OWNERS, deps=[disclosures],
     partitions_def=daily_partitions,
-    description="Daily OHLCV and adjusted close for every traded ticker the price source knows, plus SPY; sectors where known.",
+    description=("Daily OHLCV and adjusted close for every traded ticker the price source knows, plus SPY; sectors "
+                 "where known. Rows without close/adj_close or with a non-positive price are quarantined in "
+                 "price_rejects, never written."),
 )
 def market_prices(context: dg.AssetExecutionContext, database: DatabaseResource,
                   price_source: PriceSourceResource) -> dg.MaterializeResult:
@@ -114,18 +125,26 @@ def market_prices(context: dg.AssetExecutionContext, database: DatabaseResource,
         tickers = sorted(conn.execute(sa.text(
             "SELECT DISTINCT ticker FROM disclosures WHERE ticker IS NOT NULL")).scalars())
     source = price_source.get_source()
-    prices = source.load_prices(tickers)
-    prices = prices[prices["date"] <= day]
+    # Every source's rows pass the one price rule; a file source has quarantined its unreadable rows already.
+    checked = parsing.parse_prices(source.load_prices(tickers))
+    rejects = pd.concat([getattr(source, "rejects", frames.empty(frames.PRICE_REJECT_COLUMNS)), checked.rejects],
+                        ignore_index=True).drop_duplicates("row_hash")
+    prices = checked.prices[checked.prices["date"] <= day]
     sectors = source.load_sectors()
     with engine.begin() as conn:
         written = ingest.write_prices(conn, prices)
+        rejects_inserted = ingest.write_price_rejects(conn, rejects)
         ingest.write_sectors(conn, sectors)
         total = conn.execute(sa.text("SELECT count(*) FROM prices")).scalar()
+    reasons = rejects["reason"].value_counts().rename_axis("reason").reset_index(name="rows")
     priced = set(prices["ticker"].unique())
     return dg.MaterializeResult(metadata={
         "dagster/row_count": int(total),
         "rows_loaded": len(prices),
         "rows_written": written,
+        "rejected": len(rejects),
+        "rejects_inserted": rejects_inserted,
+        "rejects_by_reason": _markdown_table(reasons),
         "tickers_priced": len(priced),
         "traded_tickers_without_price": len(set(tickers) - priced),
         "first_date": str(prices["date"].min().date()) if len(prices) else "",
@@ -149,6 +168,15 @@ def disclosures_have_unique_natural_keys(database: DatabaseResource) -> dg.Asset
             HAVING count(*) > 1) d""")
     return dg.AssetCheckResult(passed=duplicates == 0, severity=dg.AssetCheckSeverity.ERROR,
                                metadata={"duplicate_keys": int(duplicates)})
+
+
+@dg.asset_check(asset=disclosures, blocking=True, partitions_def=daily_partitions,
+                description="Every row read is accepted, rejected or collapsed into a duplicate, within and across files.")
+def disclosure_accounting_is_balanced(disclosure_source: DisclosureSourceResource) -> dg.AssetCheckResult:
+    accounting = _accounting(disclosure_source.load())
+    unbalanced = accounting[~accounting["balanced"].astype(bool)]
+    return dg.AssetCheckResult(passed=len(unbalanced) == 0, severity=dg.AssetCheckSeverity.ERROR, metadata={
+        "unbalanced_sources": ", ".join(unbalanced["source"]), "accounting": _markdown_table(accounting)})
 
 
 @dg.asset_check(asset=disclosures, blocking=True, partitions_def=daily_partitions,

@@ -23,6 +23,8 @@ DISCLOSURE_COLUMNS = [
 
 REJECT_COLUMNS = ["source", "row_hash", "raw_row", "reason"]
 
+PRICE_REJECT_COLUMNS = ["row_hash", "raw_row", "reason"]
+
 PRICE_COLUMNS = ["ticker", "date", "open", "high", "low", "close", "adj_close", "volume"]
 
 SECTOR_COLUMNS = ["ticker", "sector"]

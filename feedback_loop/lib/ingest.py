@@ -52,6 +52,26 @@ def write_rejects(conn: sa.Connection, rejects: pd.DataFrame) -> int:
     return conn.execute(_INSERT_REJECT, rows).rowcount
 
 
+_INSERT_PRICE_REJECT = sa.text(
+    "INSERT INTO price_rejects (row_hash, raw_row, reason) VALUES (:row_hash, CAST(:raw_row AS JSONB), :reason) "
+    "ON CONFLICT (row_hash) DO NOTHING"
+)
+
+
+def write_price_rejects(conn: sa.Connection, rejects: pd.DataFrame) -> int:
+    """Insert quarantined price rows not yet quarantined; returns rows inserted."""
+    if len(rejects) == 0:
+        return 0
+    rows = [{"row_hash": r.row_hash, "raw_row": json.dumps(r.raw_row), "reason": r.reason}
+            for r in rejects[frames.PRICE_REJECT_COLUMNS].itertuples(index=False)]
+    return conn.execute(_INSERT_PRICE_REJECT, rows).rowcount
+
+
+def read_price_rejects(conn: sa.Connection) -> pd.DataFrame:
+    return _read(conn, f"SELECT {_select(frames.PRICE_REJECT_COLUMNS)} FROM price_rejects ORDER BY reject_id",
+                 frames.PRICE_REJECT_COLUMNS)
+
+
 def write_prices(conn: sa.Connection, prices: pd.DataFrame) -> int:
     """Upsert the prices of every (ticker, month) whose prices changed; returns rows written."""
     dates = pd.to_datetime(prices["date"])

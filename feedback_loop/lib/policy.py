@@ -91,3 +91,18 @@ BENCH_MIN_DISCLOSURES = 1_000
 BENCH_MIN_TICKERS = 10
 BENCH_MIN_YEARS = 1.0
 BENCH_MAX_YEARS = 30.0
+
+# --- ingest bounds (rows outside them are quarantined, see parsing.py) ------------------
+#: Tickers: OCC option symbols (e.g. SPY160219P00180000, up to 21 characters) are the longest real ones.
+MAX_TICKER_CHARS = 24
+#: Filer names (the longest real one has 30 characters).
+MAX_NAME_CHARS = 200
+#: Any other cell (descriptions with HTML reach ~450 characters); far below the ~2,700-byte
+#: limit of a Postgres btree index row, so no stored value can break an index.
+MAX_FIELD_CHARS = 2000
+#: Periodic transaction reports exist since the STOCK Act (2012); an earlier filing date is a typo.
+MIN_DISCLOSURE_YEAR = 2012
+#: Trades are reported within 45 days (late filers: a few years); a trade year before this is a typo (`0009-06-09`).
+MIN_TRADE_YEAR = 2000
+#: Largest amount band floor or ceiling taken as written (the top real band is "Over $50,000,000").
+MAX_AMOUNT_USD = 1e12

@@ -12,35 +12,48 @@ from feedback_loop.lib import frames, parsing
 
 
 class FileDisclosureSource:
-    """Stock-watcher style House/Senate files joined to the congress-legislators tables."""
+    """Stock-watcher style House/Senate files joined to the congress-legislators tables.
 
-    def __init__(self, disclosure_paths: Sequence[str | Path], legislator_paths: Sequence[str | Path]):
+    Every file is read and parsed before anything is returned: one unreadable file raises
+    `parsing.SourceFileError` and yields nothing. Disclosure dates after `today` (default: the
+    current date) are rejected as out of range.
+    """
+
+    def __init__(self, disclosure_paths: Sequence[str | Path], legislator_paths: Sequence[str | Path], today=None):
         self.disclosure_paths = [Path(p) for p in disclosure_paths]
         self.legislator_paths = [Path(p) for p in legislator_paths]
+        self.today = today
         #: Per-source counts beyond SourceStats (missing tickers, unmatched filers, ...).
         self.metadata: dict[str, dict[str, int]] = {}
 
     def load_disclosures(self) -> frames.DisclosureBatch:
         parsed: dict[str, list[parsing.ParseResult]] = {}
         for path in self.disclosure_paths:
-            source, result = parsing.parse_disclosure_file(path)
+            source, result = parsing.parse_disclosure_file(path, today=self.today)
             parsed.setdefault(source, []).append(result)
         results = [r for rs in parsed.values() for r in rs]
+        if not results:
+            raise ValueError("FileDisclosureSource needs at least one disclosure file")
         accepted = pd.concat([r.accepted for r in results], ignore_index=True)
-        # The same trade in two files of one source (overlapping dumps) is kept once.
-        accepted = accepted.drop_duplicates("disclosure_id", keep="first")
+        rejects = pd.concat([r.rejects for r in results], ignore_index=True)
+        # The same trade (or rejected line) in two files of one source (overlapping dumps) is kept
+        # once; the copies count as collapsed.
+        accepted_again = accepted["disclosure_id"].duplicated(keep="first")
+        rejected_again = rejects.duplicated(["source", "row_hash"], keep="first")
+        collapsed_across_files = pd.concat([accepted.loc[accepted_again, "source"],
+                                            rejects.loc[rejected_again, "source"]]).value_counts()
+        accepted, rejects = accepted[~accepted_again], rejects[~rejected_again]
         legislators = parsing.load_legislators(self.legislator_paths)
         disclosures, politicians = parsing.attach_politicians(accepted, legislators)
-        rejects = pd.concat([r.rejects for r in results], ignore_index=True)
-        rejects = rejects.drop_duplicates(["source", "row_hash"], keep="first")
 
         stats, self.metadata = {}, {}
         for source, rs in parsed.items():
             stats[source] = frames.SourceStats(
                 rows_read=sum(r.stats.rows_read for r in rs),
-                accepted=sum(r.stats.accepted for r in rs),
-                rejected=sum(r.stats.rejected for r in rs),
-                duplicates_collapsed=sum(r.stats.duplicates_collapsed for r in rs),
+                accepted=int((disclosures["source"] == source).sum()),
+                rejected=int((rejects["source"] == source).sum()),
+                duplicates_collapsed=sum(r.stats.duplicates_collapsed for r in rs)
+                + int(collapsed_across_files.get(source, 0)),
             )
             counts: dict[str, int] = {}
             for r in rs:
@@ -57,14 +70,20 @@ class FileDisclosureSource:
 
 
 class FilePriceSource:
-    """A long-format price file (CSV/.csv.gz/Parquet); sectors from an optional CSV."""
+    """A long-format price file (CSV/.csv.gz/Parquet); sectors from an optional CSV.
 
-    def __init__(self, path: str | Path, sectors_path: str | Path | None = None):
+    `rejects` holds the quarantined rows (PRICE_REJECT_COLUMNS) of the last `load_prices`.
+    """
+
+    def __init__(self, path: str | Path, sectors_path: str | Path | None = None, today=None):
         self.path = Path(path)
         self.sectors_path = Path(sectors_path) if sectors_path else None
+        self.today = today
+        self.rejects = frames.empty(frames.PRICE_REJECT_COLUMNS)
 
     def load_prices(self, tickers: list[str] | None = None) -> pd.DataFrame:
-        prices = parsing.read_price_file(self.path)
+        parsed = parsing.parse_price_file(self.path, today=self.today)
+        prices, self.rejects = parsed.prices, parsed.rejects
         if tickers is not None:
             wanted = set(parsing.normalize_ticker(pd.Series(list(tickers), dtype=object)).dropna())
             prices = prices[prices["ticker"].isin(wanted | {frames.MARKET_TICKER})]

@@ -169,3 +169,39 @@ class PredictionRole(StrEnum):
 class LabelSource(StrEnum):
     MARKET = "market"
     OUTCOME = "outcome"
+
+
+class RejectReason(StrEnum):
+    """Why a disclosure or price row was quarantined (the offending value stays in raw_row)."""
+
+    PAPER_FILING = "paper filing without transaction detail"
+    TRANSACTION_TYPE = "unknown transaction type"
+    TRADE_DATE = "unparseable transaction date"
+    TRADE_DATE_RANGE = "implausible transaction date"
+    TRADE_AFTER_FILING = "transaction date after the disclosure date"
+    FILING_DATE = "unparseable disclosure date"
+    FILING_DATE_RANGE = "disclosure date out of range"
+    TRUNCATED_AMOUNT = "truncated amount band"
+    AMOUNT = "unparseable amount"
+    FILER = "missing filer name"
+    CONTROL_CHARACTER = "control character in a field"
+    INVALID_UNICODE = "invalid unicode in a field"
+    FIELD_TOO_LONG = "over-long field"
+    # prices
+    TICKER = "missing ticker"
+    PRICE_DATE = "unparseable or out-of-range price date"
+    MISSING_PRICE = "missing close or adj_close"
+    NON_POSITIVE_PRICE = "non-positive or non-finite price"
+    NEGATIVE_VOLUME = "negative or non-finite volume"
+
+
+#: Reasons that stop a row of a price file (the CHECK of price_rejects); every other one is a disclosure's.
+PRICE_REJECT_REASONS = frozenset({
+    RejectReason.TICKER, RejectReason.PRICE_DATE, RejectReason.MISSING_PRICE, RejectReason.NON_POSITIVE_PRICE,
+    RejectReason.NEGATIVE_VOLUME, RejectReason.CONTROL_CHARACTER, RejectReason.INVALID_UNICODE,
+    RejectReason.FIELD_TOO_LONG,
+})
+#: Reasons that stop a disclosure row (the CHECK of disclosure_rejects).
+DISCLOSURE_REJECT_REASONS = frozenset(RejectReason) - PRICE_REJECT_REASONS | {
+    RejectReason.CONTROL_CHARACTER, RejectReason.INVALID_UNICODE, RejectReason.FIELD_TOO_LONG,
+}
