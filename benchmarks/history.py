@@ -10,8 +10,8 @@ import argparse
 import time
 
 from feedback_loop.defs.resources import synthetic_config
-from feedback_loop.lib.engine import CLOSED_LOOP_ARM, LoopData, LoopEngine
-from feedback_loop.lib.synthetic import generate
+from feedback_loop.lib.ingest.synthetic import generate
+from feedback_loop.lib.loop.engine import CLOSED_LOOP_ARM, LoopData, LoopEngine
 
 
 def main() -> None:

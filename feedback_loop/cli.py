@@ -9,8 +9,9 @@ import sys
 import click
 import sqlalchemy as sa
 
-from feedback_loop.lib import db, policy
-from feedback_loop.lib.pgcluster import PostgresNotFound
+from feedback_loop.lib import policy
+from feedback_loop.lib.store import db
+from feedback_loop.lib.store.pgcluster import PostgresNotFound
 
 #: Exit code of every user error (click's own usage errors use it too).
 USER_ERROR_EXIT_CODE = 2
@@ -33,8 +34,8 @@ def _user_error(exc: Exception) -> UserError | None:
     ValueError and LookupError are how the library refuses input (unknown model id, a file it
     cannot read, a date before the latest deployment); OSError covers missing/unreadable files.
     """
-    from feedback_loop.lib.broker import LiveTradingNotAllowed
-    from feedback_loop.lib.training_flow import TrainingSetRejected
+    from feedback_loop.lib.models.flow import TrainingSetRejected
+    from feedback_loop.lib.portfolio.broker import LiveTradingNotAllowed
 
     if isinstance(exc, sa.exc.OperationalError):
         return UserError(f"database unreachable: {_first_line(exc.orig or exc)}")
@@ -146,20 +147,11 @@ def db_migrate() -> None:
     click.echo(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
 
 
-def dagster_environment() -> dict[str, str]:
-    """Environment for Dagster processes: DAGSTER_HOME is the project root (dagster.yaml)."""
-    env = dict(os.environ)
-    env["DAGSTER_HOME"] = str(db.PROJECT_ROOT)
-    env[db.DAGSTER_URL_ENV] = db.dagster_database_url()
-    env.setdefault(db.STATE_DIR_ENV, str(db.state_dir()))
-    return env
-
-
 @main.command("env")
 def print_env() -> None:
     """Print shell exports for running Dagster tools (`eval "$(feedback-loop env)"`)."""
     db.ensure_databases()
-    env = dagster_environment()
+    env = db.dagster_environment()
     for key in ("DAGSTER_HOME", db.DAGSTER_URL_ENV, db.STATE_DIR_ENV):
         click.echo(f"export {key}='{env[key]}'")
 
@@ -169,7 +161,7 @@ def print_env() -> None:
 def dev(dg_args: tuple[str, ...]) -> None:
     """Start the Dagster UI and daemon (`dg dev`) against the project's Postgres."""
     db.migrate(db.engine_for(db.ensure_databases()))
-    env = dagster_environment()
+    env = db.dagster_environment()
     dg = os.path.join(os.path.dirname(sys.executable), "dg")
     os.execve(dg, [dg, "dev", *dg_args], env)
 
@@ -188,7 +180,7 @@ def _app_engine():
 @click.option("--decide/--no-decide", default=False, help="Run the champion/challenger gate afterwards.")
 def train(as_of: dt.date | None, use_outcomes: bool, num_classes: str, decide: bool) -> None:
     """Train a challenger as of a date (registered as candidate; training never promotes)."""
-    from feedback_loop.lib import training_flow
+    from feedback_loop.lib.models import flow as training_flow
     from feedback_loop.lib.training.config import TrainingConfig
 
     engine = _app_engine()
@@ -220,7 +212,7 @@ def models() -> None:
 
 @models.command("list")
 def models_list() -> None:
-    from feedback_loop.lib import registry
+    from feedback_loop.lib.models import registry
 
     with _app_engine().connect() as conn:
         for record in registry.list_models(conn):
@@ -234,7 +226,7 @@ def models_list() -> None:
 def models_show(model_id: str) -> None:
     import json
 
-    from feedback_loop.lib import registry
+    from feedback_loop.lib.models import registry
 
     with _app_engine().connect() as conn:
         record = registry.get_model(conn, model_id)
@@ -252,7 +244,7 @@ def models_show(model_id: str) -> None:
               help="Decision date YYYY-MM-DD, not in the future; serves from the next day.")
 def models_promote(model_id: str, reason: str, as_of: dt.date) -> None:
     """Make MODEL_ID the champion (manual; logged as a manual retraining event)."""
-    from feedback_loop.lib import registry
+    from feedback_loop.lib.models import registry
 
     registry.manual_promote(_app_engine(), model_id, as_of=as_of, reason=reason)
     click.echo(f"{model_id} is the champion from the day after {as_of}")
@@ -264,7 +256,7 @@ def models_promote(model_id: str, reason: str, as_of: dt.date) -> None:
               help="Decision date YYYY-MM-DD, not in the future; serves from the next day.")
 def models_rollback(reason: str, as_of: dt.date) -> None:
     """Re-activate the previous champion (manual; logged)."""
-    from feedback_loop.lib import registry
+    from feedback_loop.lib.models import registry
 
     restored = registry.manual_rollback(_app_engine(), as_of=as_of, reason=reason)
     click.echo(f"rolled back to {restored.model_id}")
@@ -278,7 +270,7 @@ def trading_mode(mode: str | None, confirm: bool, reason: str | None) -> None:
     """Show the trading mode, or switch it (every switch is recorded in trading_mode_changes)."""
     import getpass
 
-    from feedback_loop.lib import broker
+    from feedback_loop.lib.portfolio import broker
 
     engine = _app_engine()
     if mode is None:
@@ -314,8 +306,8 @@ def replay(start, end, disclosure_files, legislator_files, price_file, report_di
 
     from tqdm import tqdm
 
-    from feedback_loop.lib import replay as replay_lib
-    from feedback_loop.lib.replay_report import build_report, write_report
+    from feedback_loop.lib.loop import replay as replay_lib
+    from feedback_loop.lib.loop.replay_report import build_report, write_report
 
     try:
         replay_lib.check_arguments(start, end, disclosure_files=disclosure_files,
@@ -375,7 +367,7 @@ def bench(disclosures: int, tickers: int, years: float, repeats: int, scaling: b
     import tempfile
     from pathlib import Path
 
-    from feedback_loop.lib import bench as bench_lib
+    from feedback_loop import bench as bench_lib
 
     log = (lambda line: click.echo(line, err=True)) if json_path == "-" else click.echo
     if scaling:

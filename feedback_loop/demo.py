@@ -18,11 +18,12 @@ import pandas as pd
 import sqlalchemy as sa
 from tqdm import tqdm
 
-from feedback_loop.lib import db, ingest
-from feedback_loop.lib.blend_weight import blend_weight_as_of
-from feedback_loop.lib.engine import CLOSED_LOOP_ARM, LoopData, LoopEngine
-from feedback_loop.lib.history import persist_history
+from feedback_loop.lib.ingest import store as ingest
+from feedback_loop.lib.loop.engine import CLOSED_LOOP_ARM, LoopData, LoopEngine
+from feedback_loop.lib.loop.history import persist_history
+from feedback_loop.lib.monitoring.blend_weight import blend_weight_as_of
 from feedback_loop.lib.policy import PortfolioPolicy
+from feedback_loop.lib.store import db
 
 DEMO_HISTORY_START = "2024-01-02"
 DEMO_FINAL_DAY = "2024-12-31"
@@ -60,10 +61,9 @@ def load_loop_data(engine: sa.Engine, end) -> LoopData:
 
 
 def run_demo(echo=print) -> dict:
-    from feedback_loop.cli import dagster_environment
 
     db.migrate(db.engine_for(db.ensure_databases()))
-    os.environ.update(dagster_environment())
+    os.environ.update(db.dagster_environment())
     definitions = _definitions()
     instance = dg.DagsterInstance.get()
     engine = db.engine_for(db.app_database_url())

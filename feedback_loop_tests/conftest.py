@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from feedback_loop.lib import db
-from feedback_loop.lib.pgcluster import LocalCluster
+from feedback_loop.lib.store import db
+from feedback_loop.lib.store.pgcluster import LocalCluster
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 _counter = itertools.count()

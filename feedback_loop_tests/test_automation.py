@@ -23,10 +23,13 @@ from feedback_loop.definitions import defs as project_defs
 from feedback_loop.defs.resources import (
     DatabaseResource,
 )
-from feedback_loop.lib import db, loop_store, policy, registry
-from feedback_loop.lib.drift import DriftReport, write_drift_report
-from feedback_loop.lib.loop_store import EQUITY_COLUMNS
-from feedback_loop.lib.portfolio import PortfolioState
+from feedback_loop.lib import policy
+from feedback_loop.lib.models import registry
+from feedback_loop.lib.monitoring.drift import DriftReport, write_drift_report
+from feedback_loop.lib.portfolio import loop_store
+from feedback_loop.lib.portfolio.loop_store import EQUITY_COLUMNS
+from feedback_loop.lib.portfolio.paper import PortfolioState
+from feedback_loop.lib.store import db
 from feedback_loop.lib.vocab import DriftRecommendation
 from feedback_loop_tests.harness import definitions_for
 from feedback_loop_tests.processes import free_port, stop_process_group

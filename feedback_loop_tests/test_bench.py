@@ -6,9 +6,10 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from feedback_loop import bench
 from feedback_loop.cli import main
-from feedback_loop.lib import bench, db
-from feedback_loop.lib.pgcluster import create_database_if_missing
+from feedback_loop.lib.store import db
+from feedback_loop.lib.store.pgcluster import create_database_if_missing
 
 STAGES = [
     "generate", "parse", "ingest_disclosures", "ingest_prices", "features", "features_reference", "labels",

@@ -5,7 +5,7 @@ import pytest
 import sqlalchemy as sa
 
 from feedback_loop.lib import policy
-from feedback_loop.lib.blend_weight import (
+from feedback_loop.lib.monitoring.blend_weight import (
     apply_blend_weight,
     blend_weight_as_of,
     days_since_last_move,

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from feedback_loop.lib import policy as constants
-from feedback_loop.lib.blending import blend_signals
-from feedback_loop.lib.features import FEATURE_NAMES
-from feedback_loop.lib.heuristic import score_heuristic
 from feedback_loop.lib.policy import PortfolioPolicy
+from feedback_loop.lib.signals.blending import blend_signals
+from feedback_loop.lib.signals.features import FEATURE_NAMES
+from feedback_loop.lib.signals.heuristic import score_heuristic
 
 POLICY = PortfolioPolicy()
 AS_OF = pd.Timestamp("2024-03-29")

@@ -11,7 +11,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from feedback_loop.lib.broker import (
+from feedback_loop.lib.policy import PortfolioPolicy
+from feedback_loop.lib.portfolio.broker import (
     ALLOW_LIVE_ENV,
     BASE_URL_ENV,
     AlpacaBroker,
@@ -23,7 +24,6 @@ from feedback_loop.lib.broker import (
     send_live_orders,
     switch_trading_mode,
 )
-from feedback_loop.lib.policy import PortfolioPolicy
 
 
 class FakeResponse:

@@ -4,7 +4,8 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from feedback_loop.cli import main
-from feedback_loop.lib import db, registry
+from feedback_loop.lib.models import registry
+from feedback_loop.lib.store import db
 from feedback_loop.lib.training.artifact import ARTIFACT_FILES, artifact_sha256
 
 

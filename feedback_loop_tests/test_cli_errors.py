@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from feedback_loop.cli import main
-from feedback_loop.lib import db, registry
+from feedback_loop.lib.models import registry
+from feedback_loop.lib.store import db
 
 TOMORROW = (dt.date.today() + dt.timedelta(days=1)).isoformat()
 RANGE = ["--start", "2024-01-02", "--end", "2024-02-01"]

@@ -1,8 +1,9 @@
 import pytest
 import sqlalchemy as sa
 
-from feedback_loop.lib import db, policy, vocab
-from feedback_loop.lib.pgcluster import LocalCluster
+from feedback_loop.lib import policy, vocab
+from feedback_loop.lib.store import db
+from feedback_loop.lib.store.pgcluster import LocalCluster
 
 
 def test_cluster_up_is_idempotent_and_loopback_only(pg_cluster: LocalCluster):

@@ -11,9 +11,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from feedback_loop import cli
 from feedback_loop.definitions import defs as project_defs
-from feedback_loop.lib import db
+from feedback_loop.lib.store import db
 from feedback_loop.lib.training.labels import CHECK_DESCRIPTIONS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +110,7 @@ def test_retrain_jobs_run_the_blocking_training_checks(loaded, job_name):
 def test_dg_check_defs_passes_from_the_project_root(db_url, dagster_db_url, tmp_path, monkeypatch):
     monkeypatch.setenv(db.DATABASE_URL_ENV, db_url)
     monkeypatch.setenv(db.DAGSTER_URL_ENV, dagster_db_url)
-    env = cli.dagster_environment()
+    env = db.dagster_environment()
     assert env["DAGSTER_HOME"] == str(PROJECT_ROOT)
     assert env[db.DAGSTER_URL_ENV] == db.normalize_url(dagster_db_url)
     env["VIRTUAL_ENV"] = str(Path(sys.executable).parents[1])

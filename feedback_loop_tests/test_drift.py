@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from feedback_loop.lib import policy, registry
-from feedback_loop.lib.drift import (
+from feedback_loop.lib import policy
+from feedback_loop.lib.models import registry
+from feedback_loop.lib.monitoring.drift import (
     drift_report,
     feature_ks,
     population_stability_index,

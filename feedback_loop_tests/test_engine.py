@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feedback_loop.lib.engine import ARMS, CLOSED_LOOP_ARM, HEURISTIC_ARM, LoopData, LoopEngine
-from feedback_loop.lib.loop_store import WAS_QUEUED
-from feedback_loop.lib.replay import ReplayInputs, run_arms
-from feedback_loop.lib.synthetic import SyntheticConfig, generate
+from feedback_loop.lib.ingest.synthetic import SyntheticConfig, generate
+from feedback_loop.lib.loop.engine import ARMS, CLOSED_LOOP_ARM, HEURISTIC_ARM, LoopData, LoopEngine
+from feedback_loop.lib.loop.replay import ReplayInputs, run_arms
+from feedback_loop.lib.portfolio.loop_store import WAS_QUEUED
 
 START, END, CUT = "2024-03-01", "2024-05-17", pd.Timestamp("2024-04-12")
 

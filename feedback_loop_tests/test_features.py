@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 
 from feedback_loop.lib import policy
-from feedback_loop.lib.features import (
+from feedback_loop.lib.frames import DISCLOSURE_COLUMNS
+from feedback_loop.lib.signals.features import (
     FEATURE_FRAME_COLUMNS,
     FEATURE_NAMES,
     compute_ticker_features,
     feature_vectors,
     features_frame_from_vectors,
 )
-from feedback_loop.lib.frames import DISCLOSURE_COLUMNS
 
 AS_OF = pd.Timestamp("2024-03-29")  # a Friday; 2024 is a leap year
 DAY = pd.Timedelta(days=1)

@@ -6,11 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feedback_loop.lib.features import FEATURE_FRAME_COLUMNS, FEATURE_NAMES, compute_ticker_features
-from feedback_loop.lib.features_reference import reference_ticker_features
 from feedback_loop.lib.frames import DISCLOSURE_COLUMNS, PRICE_COLUMNS
-from feedback_loop.lib.synthetic import SyntheticConfig, generate
-from feedback_loop.lib.training_flow import training_pairs
+from feedback_loop.lib.ingest.synthetic import SyntheticConfig, generate
+from feedback_loop.lib.signals.features import (
+    FEATURE_FRAME_COLUMNS,
+    FEATURE_NAMES,
+    compute_ticker_features,
+)
+from feedback_loop.lib.signals.features_reference import reference_ticker_features
+from feedback_loop.lib.training.labels import training_pairs
 
 AS_OF = pd.Timestamp("2024-03-29")  # a Friday
 DAY = pd.Timedelta(days=1)

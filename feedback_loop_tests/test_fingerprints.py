@@ -5,8 +5,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from feedback_loop.lib import db, frames, ingest
-from feedback_loop.lib.synthetic import SyntheticConfig, generate
+from feedback_loop.lib import frames
+from feedback_loop.lib.ingest import store as ingest
+from feedback_loop.lib.ingest.synthetic import SyntheticConfig, generate
+from feedback_loop.lib.store import db
 
 
 @pytest.fixture(scope="module")

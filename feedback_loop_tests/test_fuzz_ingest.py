@@ -16,8 +16,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from feedback_loop.lib import frames, ingest, parsing
-from feedback_loop.lib.sources import FileDisclosureSource
+from feedback_loop.lib import frames
+from feedback_loop.lib.ingest import parsing
+from feedback_loop.lib.ingest import store as ingest
+from feedback_loop.lib.ingest.sources import FileDisclosureSource
 from feedback_loop.lib.vocab import DISCLOSURE_REJECT_REASONS
 from feedback_loop_tests.test_parsing import HOUSE_BASE, LEGISLATORS, SENATE_BASE, house
 

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from feedback_loop.lib import policy
-from feedback_loop.lib.features import FEATURE_NAMES
-from feedback_loop.lib.heuristic import score_heuristic
+from feedback_loop.lib.signals.features import FEATURE_NAMES
+from feedback_loop.lib.signals.heuristic import score_heuristic
 
 BASE = policy.HEURISTIC_BASE_CONFIDENCE
 BUY_BONUS = 0.10  # ratio 2.0 is a plain buy: +0.10, cap 0.90

@@ -6,8 +6,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from feedback_loop.lib import frames, ingest, parsing
-from feedback_loop.lib.sources import FileDisclosureSource, FilePriceSource, YFinancePriceSource
+from feedback_loop.lib import frames
+from feedback_loop.lib.ingest import parsing
+from feedback_loop.lib.ingest import store as ingest
+from feedback_loop.lib.ingest.sources import (
+    FileDisclosureSource,
+    FilePriceSource,
+    YFinancePriceSource,
+)
 from feedback_loop.lib.vocab import RejectReason
 from feedback_loop_tests.test_parsing import LEGISLATORS, PRICES, house, senate
 

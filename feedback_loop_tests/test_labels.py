@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feedback_loop.lib.features import FEATURE_NAMES
+from feedback_loop.lib.signals.features import FEATURE_NAMES
 from feedback_loop.lib.training.config import TrainingConfig
 from feedback_loop.lib.training.labels import (
     LABELED_COLUMNS,

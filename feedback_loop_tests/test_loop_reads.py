@@ -11,19 +11,22 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from feedback_loop.lib import ingest, loop_store
-from feedback_loop.lib.broker import read_policy
-from feedback_loop.lib.engine import (
+from feedback_loop.lib.ingest import store as ingest
+from feedback_loop.lib.ingest.synthetic import SyntheticConfig, generate
+from feedback_loop.lib.loop.engine import (
     HEURISTIC_ARM,
     LoopData,
     LoopEngine,
+)
+from feedback_loop.lib.loop.history import persist_history
+from feedback_loop.lib.portfolio import loop_store
+from feedback_loop.lib.portfolio.broker import read_policy
+from feedback_loop.lib.portfolio.outcomes import outcomes_from_positions
+from feedback_loop.lib.portfolio.paper import step_portfolio
+from feedback_loop.lib.portfolio.shadow import (
     shadow_outcomes_of_candidates,
     shadow_resolution_window,
 )
-from feedback_loop.lib.history import persist_history
-from feedback_loop.lib.outcomes import outcomes_from_positions
-from feedback_loop.lib.portfolio import step_portfolio
-from feedback_loop.lib.synthetic import SyntheticConfig, generate
 
 START, END = "2024-01-02", "2024-04-30"
 CHECKED_DAYS = 30

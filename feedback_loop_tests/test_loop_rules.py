@@ -9,8 +9,7 @@ import pandas as pd
 from dagster._utils.schedules import cron_string_iterator
 
 from feedback_loop.definitions import defs
-from feedback_loop.lib import loop_rules as rules
-from feedback_loop.lib import policy
+from feedback_loop.lib import policy, rules
 from feedback_loop.lib.vocab import ModelStatus, RetrainTrigger
 
 T = pd.Timestamp

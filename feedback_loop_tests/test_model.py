@@ -15,7 +15,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from feedback_loop.lib.features import FEATURE_NAMES
+from feedback_loop.lib.signals.features import FEATURE_NAMES
 from feedback_loop.lib.training.artifact import (
     ArtifactIntegrityError,
     artifact_sha256,
@@ -241,7 +241,7 @@ def test_a_missing_file_is_reported(model, tmp_path):
 
 def test_storing_the_same_model_twice_returns_its_record(model, frame, engine, tmp_path):
     """A retrain re-run on the same data yields the same version: no duplicate, no failure."""
-    from feedback_loop.lib import model_store
+    from feedback_loop.lib.models import store as model_store
 
     training = frame.assign(weight=1.0)
     with engine.begin() as conn:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from feedback_loop.cli import main
-from feedback_loop.lib import db
+from feedback_loop.lib.store import db
 
 
 def _refused(**connect_args) -> str:

@@ -6,7 +6,8 @@ import pytest
 import sqlalchemy as sa
 
 from feedback_loop.lib import frames
-from feedback_loop.lib.outcomes import (
+from feedback_loop.lib.policy import WIN_THRESHOLD_PCT, PortfolioPolicy
+from feedback_loop.lib.portfolio.outcomes import (
     SHADOW_OUTCOME_COLUMNS,
     SIGNAL_OUTCOME_COLUMNS,
     classify_return,
@@ -14,8 +15,7 @@ from feedback_loop.lib.outcomes import (
     outcomes_from_positions,
     shadow_outcomes,
 )
-from feedback_loop.lib.policy import WIN_THRESHOLD_PCT, PortfolioPolicy
-from feedback_loop.lib.portfolio import PortfolioState, step_portfolio
+from feedback_loop.lib.portfolio.paper import PortfolioState, step_portfolio
 from feedback_loop.lib.vocab import Outcome
 
 D = pd.Timestamp("2024-03-01")
@@ -183,7 +183,7 @@ def _random_market(seed=0, n_tickers=8, n_days=70):
 
 
 def test_executor_outcome_and_shadow_rows_are_accepted_by_the_schema(engine):
-    from feedback_loop.lib import db
+    from feedback_loop.lib.store import db
 
     policy = PortfolioPolicy(base_position_frac=0.3, max_position_frac=0.4, max_hold_days=20)
     dates, prices, signals = _random_market()

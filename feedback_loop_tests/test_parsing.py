@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feedback_loop.lib import frames, parsing
+from feedback_loop.lib import frames
+from feedback_loop.lib.ingest import parsing
 from feedback_loop.lib.vocab import AssetType, RejectReason, TransactionType
 
 HOUSE_BASE = {

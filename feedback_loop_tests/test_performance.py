@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feedback_loop.lib.performance import (
+from feedback_loop.lib.portfolio.performance import (
     CALIBRATION_COLUMNS,
     calibration_png,
     equity_curve_png,

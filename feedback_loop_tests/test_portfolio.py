@@ -7,7 +7,7 @@ import pytest
 
 from feedback_loop.lib import frames
 from feedback_loop.lib.policy import PortfolioPolicy
-from feedback_loop.lib.portfolio import (
+from feedback_loop.lib.portfolio.paper import (
     POSITION_COLUMNS,
     PortfolioState,
     adjusted_ohlc,

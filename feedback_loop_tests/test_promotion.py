@@ -1,4 +1,4 @@
-from feedback_loop.lib.promotion import decide_promotion
+from feedback_loop.lib.models.promotion import decide_promotion
 
 
 def _m(accuracy, f1):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from feedback_loop.lib import db
+from feedback_loop.lib.store import db
 from feedback_loop_tests.test_upsert import AWKWARD_TEXT
 
 FLOATS = ["0.1", "-0", "1e-300", "1.7976931348623157e308", "NaN", "Infinity", "-Infinity", "123456.789012345"]

@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from feedback_loop.lib import frames, ingest, parsing, policy
-from feedback_loop.lib.sources import FileDisclosureSource, FilePriceSource
+from feedback_loop.lib import frames, policy
+from feedback_loop.lib.ingest import parsing
+from feedback_loop.lib.ingest import store as ingest
+from feedback_loop.lib.ingest.sources import FileDisclosureSource, FilePriceSource
 from feedback_loop.lib.vocab import AssetType, RejectReason, TransactionType
 
 pytestmark = pytest.mark.realdata

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from feedback_loop.lib import registry
-from feedback_loop.lib.registry import NoPreviousChampionError
+from feedback_loop.lib.models import registry
+from feedback_loop.lib.models.registry import NoPreviousChampionError
 from feedback_loop.lib.training.artifact import ARTIFACT_FILES, artifact_sha256
 
 D = dt.date(2025, 3, 3)

@@ -7,9 +7,9 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from feedback_loop.cli import main
-from feedback_loop.lib.engine import CLOSED_LOOP_ARM, HEURISTIC_ARM, LoopData
-from feedback_loop.lib.replay import ReplayInputs, persist_replay, run_arms
-from feedback_loop.lib.synthetic import SyntheticConfig, SyntheticDisclosureSource, generate
+from feedback_loop.lib.ingest.synthetic import SyntheticConfig, SyntheticDisclosureSource, generate
+from feedback_loop.lib.loop.engine import CLOSED_LOOP_ARM, HEURISTIC_ARM, LoopData
+from feedback_loop.lib.loop.replay import ReplayInputs, persist_replay, run_arms
 
 
 def test_replay_writes_each_arm_into_its_own_schema_never_the_operating_tables(db_url, tmp_path):

@@ -7,11 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feedback_loop.lib.engine import CLOSED_LOOP_ARM, HEURISTIC_ARM, LoopData, LoopEngine, LoopState
-from feedback_loop.lib.performance import portfolio_metrics
-from feedback_loop.lib.policy import PortfolioPolicy
-from feedback_loop.lib.portfolio import PortfolioState
-from feedback_loop.lib.replay_report import (
+from feedback_loop.lib.ingest.synthetic import SyntheticConfig, generate
+from feedback_loop.lib.loop.engine import (
+    CLOSED_LOOP_ARM,
+    HEURISTIC_ARM,
+    LoopData,
+    LoopEngine,
+    LoopState,
+)
+from feedback_loop.lib.loop.replay_report import (
     ARM_METRIC_KEYS,
     HOLDOUT_METRICS,
     MIN_BUCKET_TRADES,
@@ -22,7 +26,9 @@ from feedback_loop.lib.replay_report import (
     spy_buy_and_hold_equity,
     write_report,
 )
-from feedback_loop.lib.synthetic import SyntheticConfig, generate
+from feedback_loop.lib.policy import PortfolioPolicy
+from feedback_loop.lib.portfolio.paper import PortfolioState
+from feedback_loop.lib.portfolio.performance import portfolio_metrics
 
 START, END = "2024-03-01", "2024-04-30"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

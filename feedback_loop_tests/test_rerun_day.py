@@ -19,11 +19,13 @@ import sqlalchemy as sa
 from feedback_loop.defs import loop
 from feedback_loop.defs.monitoring import feature_drift
 from feedback_loop.defs.resources import DatabaseResource
-from feedback_loop.lib import ingest, model_store, registry
-from feedback_loop.lib.engine import HEURISTIC_ARM, LoopData, LoopEngine
-from feedback_loop.lib.features import FEATURE_NAMES
-from feedback_loop.lib.history import persist_history
-from feedback_loop.lib.synthetic import SyntheticConfig, generate
+from feedback_loop.lib.ingest import store as ingest
+from feedback_loop.lib.ingest.synthetic import SyntheticConfig, generate
+from feedback_loop.lib.loop.engine import HEURISTIC_ARM, LoopData, LoopEngine
+from feedback_loop.lib.loop.history import persist_history
+from feedback_loop.lib.models import registry
+from feedback_loop.lib.models import store as model_store
+from feedback_loop.lib.signals.features import FEATURE_NAMES
 from feedback_loop.lib.training.artifact import BOOSTER_FILE
 from feedback_loop.lib.training.config import Hyperparameters, TrainingConfig
 from feedback_loop.lib.training.labels import LABELED_COLUMNS, label_from_return

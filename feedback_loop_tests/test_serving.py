@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from feedback_loop.lib import registry, serving
-from feedback_loop.lib.features import FEATURE_NAMES
-from feedback_loop.lib.registry import ModelRecord
+from feedback_loop.lib.models import registry, serving
+from feedback_loop.lib.models.registry import ModelRecord
+from feedback_loop.lib.signals.features import FEATURE_NAMES
 from feedback_loop.lib.training.artifact import BOOSTER_FILE, HOLDOUT_FILE, MODEL_FILE, save_model
 from feedback_loop.lib.training.config import Hyperparameters, TrainingConfig
 from feedback_loop.lib.training.labels import LABELED_COLUMNS, label_from_return

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feedback_loop.lib import frames, parsing
-from feedback_loop.lib.synthetic import (
+from feedback_loop.lib import frames
+from feedback_loop.lib.ingest import parsing
+from feedback_loop.lib.ingest.synthetic import (
     HOUSE_AMOUNT_TEXT,
     HOUSE_FILE_COLUMNS,
     LEGISLATOR_FILE_COLUMNS,

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from feedback_loop.lib import db
+from feedback_loop.lib.store import db
 
 AWKWARD_TEXT = [
     "tab\there", "new\nline", "carriage\r\nreturn", "back\\slash", 'double "quote"', "single 'quote'",

@@ -14,9 +14,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from feedback_loop import cli
 from feedback_loop.definitions import defs as project_defs
-from feedback_loop.lib import db
+from feedback_loop.lib.store import db
 from feedback_loop_tests.processes import free_port, stop_process_group
 
 pytestmark = pytest.mark.slow
@@ -109,7 +108,7 @@ def test_webserver_serves_the_project_and_runs_a_loop_day(db_url, dagster_db_url
     monkeypatch.setenv(db.DATABASE_URL_ENV, db_url)
     monkeypatch.setenv(db.DAGSTER_URL_ENV, dagster_db_url)
     monkeypatch.setenv("FEEDBACK_LOOP_SYNTHETIC_SCALE", "1500,60,1.5")
-    env = cli.dagster_environment()
+    env = db.dagster_environment()
     assert env["DAGSTER_HOME"] == str(PROJECT_ROOT)
 
     loaded = project_defs()

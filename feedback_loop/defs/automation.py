@@ -14,23 +14,21 @@ import json
 import dagster as dg
 import sqlalchemy as sa
 
-from feedback_loop.defs.partitions import daily_partitions
 from feedback_loop.defs.resources import DatabaseResource
 from feedback_loop.defs.training import training_run_config
-from feedback_loop.lib import blend_weight as blend_weight_lib
-from feedback_loop.lib import loop_rules as rules
-from feedback_loop.lib.sensor_inputs import sensor_inputs
+from feedback_loop.lib import rules
+from feedback_loop.lib.loop.sensor_inputs import sensor_inputs
+from feedback_loop.lib.monitoring import blend_weight as blend_weight_lib
 from feedback_loop.lib.vocab import RetrainTrigger
 
 daily_loop_job = dg.define_asset_job(
     "daily_loop_job",
     selection=dg.AssetSelection.groups("ingest", "signals", "portfolio")
     | dg.AssetSelection.assets("feature_drift"),
-    partitions_def=daily_partitions,
     description="One trading day of the loop, ingest to drift, with every blocking check of those assets.",
 )
 blend_weight_job = dg.define_asset_job(
-    "blend_weight_job", selection=dg.AssetSelection.assets("blend_weight"), partitions_def=daily_partitions,
+    "blend_weight_job", selection=dg.AssetSelection.assets("blend_weight"),
     description=blend_weight_lib.RULE_DESCRIPTION,
 )
 TRAINING_SELECTION = dg.AssetSelection.groups("training")

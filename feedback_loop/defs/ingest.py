@@ -28,8 +28,11 @@ from feedback_loop.defs.resources import (
     DisclosureSourceResource,
     PriceSourceResource,
 )
-from feedback_loop.lib import db, frames, ingest, parsing
+from feedback_loop.lib import frames
 from feedback_loop.lib.frames import MARKET_TICKER
+from feedback_loop.lib.ingest import parsing
+from feedback_loop.lib.ingest import store as ingest
+from feedback_loop.lib.store import db
 from feedback_loop.lib.vocab import SIGNAL_ASSET_TYPES
 
 OWNERS = ["team:data-platform"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from feedback_loop.lib import db
+from feedback_loop.lib.store import db
 
 
 class ParquetJsonIOManager(dg.ConfigurableIOManager):

@@ -12,20 +12,27 @@ import pandas as pd
 
 from feedback_loop.defs.partitions import daily_partitions
 from feedback_loop.defs.resources import DatabaseResource
-from feedback_loop.lib import blend_weight as blend_weight_lib
-from feedback_loop.lib import ingest, loop_store, outcomes, performance, registry, serving
-from feedback_loop.lib.broker import AlpacaBroker, exchange_today, read_policy, send_live_orders
-from feedback_loop.lib.engine import (
+from feedback_loop.lib.frames import MARKET_TICKER
+from feedback_loop.lib.ingest import store as ingest
+from feedback_loop.lib.models import registry, serving
+from feedback_loop.lib.monitoring import blend_weight as blend_weight_lib
+from feedback_loop.lib.plots import png_markdown
+from feedback_loop.lib.portfolio import loop_store, outcomes, performance
+from feedback_loop.lib.portfolio.broker import (
+    AlpacaBroker,
+    exchange_today,
+    read_policy,
+    send_live_orders,
+)
+from feedback_loop.lib.portfolio.paper import step_portfolio
+from feedback_loop.lib.portfolio.shadow import (
     candidate_calls,
     shadow_outcomes_of_candidates,
     shadow_resolution_window,
 )
-from feedback_loop.lib.features import FEATURE_WINDOW_DAYS, compute_ticker_features
-from feedback_loop.lib.frames import MARKET_TICKER
-from feedback_loop.lib.heuristic import score_heuristic
-from feedback_loop.lib.plots import png_markdown
-from feedback_loop.lib.portfolio import step_portfolio
-from feedback_loop.lib.signals import build_signals
+from feedback_loop.lib.signals.features import FEATURE_WINDOW_DAYS, compute_ticker_features
+from feedback_loop.lib.signals.heuristic import score_heuristic
+from feedback_loop.lib.signals.trading import build_signals
 from feedback_loop.lib.vocab import PredictionRole, ServingPath, SignalStatus, TradingMode
 
 OWNERS = ["team:signals"]
@@ -130,7 +137,7 @@ def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResourc
     heuristic = score_heuristic(features) if len(features) else features
     if not len(heuristic):
         with engine.begin() as conn:
-            loop_store.replace_signals(conn, day, pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
+            loop_store.replace_signals(conn, day, pd.DataFrame(), pd.DataFrame())
         return dg.MaterializeResult(metadata={"dagster/row_count": 0, "serving_path": served.serving_path.value})
     ml, log = None, []
     if served.model is not None:
@@ -151,7 +158,9 @@ def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResourc
     calls = candidate_calls(heuristic, ml, served.record.model_id if served.record else None, challenger, signals)
     with engine.begin() as conn:
         logged = predictions[predictions["signal_id"].isin(set(signals["signal_id"]))] if len(predictions) else predictions
-        loop_store.replace_signals(conn, day, calls, signals, logged)
+        loop_store.replace_signals(conn, day, calls, signals)
+        if len(logged):
+            serving.write_predictions(conn, logged)
         rate = loop_store.fallback_rate(conn, day - pd.Timedelta(days=FALLBACK_RATE_WINDOW_DAYS - 1), day)
     status = signals["status"].value_counts() if len(signals) else pd.Series(dtype=int)
     latency = serving.latency_summary(predictions) if len(predictions) else {}

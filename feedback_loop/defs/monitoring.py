@@ -6,11 +6,13 @@ import pandas as pd
 
 from feedback_loop.defs.partitions import daily_partitions
 from feedback_loop.defs.resources import DatabaseResource
-from feedback_loop.lib import blend_weight as blend_weight_lib
-from feedback_loop.lib import drift, loop_store, model_store, registry
-from feedback_loop.lib.engine import champion_hits
-from feedback_loop.lib.features import FEATURE_NAMES
+from feedback_loop.lib.models import registry
+from feedback_loop.lib.models import store as model_store
+from feedback_loop.lib.monitoring import blend_weight as blend_weight_lib
+from feedback_loop.lib.monitoring import drift
 from feedback_loop.lib.policy import BLEND_WEIGHT_WINDOW_DAYS
+from feedback_loop.lib.portfolio import loop_store
+from feedback_loop.lib.signals.features import FEATURE_NAMES
 from feedback_loop.lib.training.artifact import ArtifactIntegrityError
 from feedback_loop.lib.training.config import TrainingConfig
 
@@ -69,7 +71,7 @@ def feature_drift(context: dg.AssetExecutionContext, database: DatabaseResource)
         return dg.MaterializeResult(metadata={"recommendation": "emergency_retrain",
                                               "reason": f"champion artifact failed verification: {exc}"})
     reference = model_store.load_reference_features(record)
-    hits = champion_hits(shadow, record.model_id, day, TrainingConfig.from_dict(record.config))
+    hits = drift.champion_hits(shadow, record.model_id, day, TrainingConfig.from_dict(record.config))
     live_scores = model.predict_proba(live[FEATURE_NAMES]).max(axis=1) if len(live) else []
     report = drift.drift_report(reference, live[FEATURE_NAMES] if len(live) else live,
                                 model.predict_proba(reference[FEATURE_NAMES]).max(axis=1), live_scores,

@@ -17,8 +17,8 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
-from feedback_loop.lib import db
 from feedback_loop.lib.frames import DisclosureBatch, DisclosureSource, PriceSource
+from feedback_loop.lib.store import db
 
 
 def _paths(env_name: str) -> list[str]:
@@ -29,7 +29,7 @@ def synthetic_config(seed: int, scale: str):
     """The synthetic data's config: the demo default, or a "disclosures,tickers,years[,start]" scale."""
     import pandas as pd
 
-    from feedback_loop.lib.synthetic import SyntheticConfig
+    from feedback_loop.lib.ingest.synthetic import SyntheticConfig
 
     if not scale:
         return SyntheticConfig(seed=seed)
@@ -80,11 +80,11 @@ class DisclosureSourceResource(dg.ConfigurableResource):
 
     def get_source(self) -> DisclosureSource:
         if self.kind == "synthetic":
-            from feedback_loop.lib.synthetic import SyntheticDisclosureSource
+            from feedback_loop.lib.ingest.synthetic import SyntheticDisclosureSource
 
             return SyntheticDisclosureSource(synthetic_config(self.synthetic_seed, self.synthetic_scale))
         if self.kind == "files":
-            from feedback_loop.lib.sources import FileDisclosureSource
+            from feedback_loop.lib.ingest.sources import FileDisclosureSource
 
             if not self.disclosure_files:
                 raise dg.Failure("FEEDBACK_LOOP_SOURCE=files needs FEEDBACK_LOOP_DISCLOSURE_FILES")
@@ -123,11 +123,11 @@ class PriceSourceResource(dg.ConfigurableResource):
 
     def get_source(self) -> PriceSource:
         if self.kind == "synthetic":
-            from feedback_loop.lib.synthetic import SyntheticPriceSource
+            from feedback_loop.lib.ingest.synthetic import SyntheticPriceSource
 
             return SyntheticPriceSource(synthetic_config(self.synthetic_seed, self.synthetic_scale))
         if self.kind == "files":
-            from feedback_loop.lib.sources import FilePriceSource
+            from feedback_loop.lib.ingest.sources import FilePriceSource
 
             if not self.price_file:
                 raise dg.Failure("FEEDBACK_LOOP_PRICE_SOURCE=files needs FEEDBACK_LOOP_PRICE_FILE")
@@ -135,7 +135,7 @@ class PriceSourceResource(dg.ConfigurableResource):
         if self.kind == "yfinance":
             import pandas as pd
 
-            from feedback_loop.lib.sources import YFinancePriceSource
+            from feedback_loop.lib.ingest.sources import YFinancePriceSource
 
             return YFinancePriceSource([], start=self.yfinance_start, end=pd.Timestamp.today().normalize())
         raise dg.Failure(f"unknown price source kind {self.kind!r} (synthetic | files | yfinance)")

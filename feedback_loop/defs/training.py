@@ -6,9 +6,11 @@ import pandas as pd
 import sqlalchemy as sa
 
 from feedback_loop.defs.resources import DatabaseResource
-from feedback_loop.lib import db, model_store, training_flow
+from feedback_loop.lib.models import flow as training_flow
+from feedback_loop.lib.models import store as model_store
+from feedback_loop.lib.models.promotion import GATE_DESCRIPTION
 from feedback_loop.lib.plots import png_markdown
-from feedback_loop.lib.promotion import GATE_DESCRIPTION
+from feedback_loop.lib.store import db
 from feedback_loop.lib.training.config import TrainingConfig
 from feedback_loop.lib.training.labels import CHECK_DESCRIPTIONS, LabeledSet, training_set_checks
 from feedback_loop.lib.training.labels import blended_training_set as blend_sets

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from feedback_loop.lib.features import FEATURE_NAMES, features_frame_from_vectors
 from feedback_loop.lib.frames import MARKET_TICKER, normalize_dates
+from feedback_loop.lib.signals.features import FEATURE_NAMES, features_frame_from_vectors
 from feedback_loop.lib.training.config import TrainingConfig
-from feedback_loop.lib.vocab import LabelSource, Outcome, SignalType
+from feedback_loop.lib.vocab import SIGNAL_ASSET_TYPES, LabelSource, Outcome, SignalType
 
 LABELED_COLUMNS = [
     "ticker", "t0", "t1", *FEATURE_NAMES, "forward_return_pct", "label", "source", "weight",
@@ -273,3 +273,15 @@ def training_set_checks(
                      {"outlier_share_frac": outlier_share.round(4).to_dict(),
                       "max_outlier_share_frac": MAX_OUTLIER_SHARE_FRAC}),
     ]
+
+
+def training_pairs(disclosures: pd.DataFrame, start, end) -> pd.DataFrame:
+    """(ticker, as_of = filing date) of every signal-eligible filing in [start, end]: the training rows."""
+    eligible = disclosures[
+        disclosures["ticker"].notna()
+        & disclosures["asset_type"].isin([t.value for t in SIGNAL_ASSET_TYPES])
+        & (disclosures["disclosure_date"] >= pd.Timestamp(start))
+        & (disclosures["disclosure_date"] <= pd.Timestamp(end))
+    ]
+    return (eligible[["ticker", "disclosure_date"]].rename(columns={"disclosure_date": "as_of"})
+            .drop_duplicates().sort_values(["as_of", "ticker"]).reset_index(drop=True))

@@ -21,7 +21,7 @@ import xgboost as xgb
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
-from feedback_loop.lib.features import FEATURE_NAMES
+from feedback_loop.lib.signals.features import FEATURE_NAMES
 from feedback_loop.lib.training import metrics as metric_fns
 from feedback_loop.lib.training.config import TrainingConfig
 from feedback_loop.lib.training.splits import (

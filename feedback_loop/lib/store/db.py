@@ -15,9 +15,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from feedback_loop.lib.pgcluster import DAGSTER_DATABASE, LocalCluster, create_database_if_missing
+from feedback_loop.lib.store.pgcluster import (
+    DAGSTER_DATABASE,
+    LocalCluster,
+    create_database_if_missing,
+)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 SQL_DIR = PROJECT_ROOT / "sql"
 DATABASE_URL_ENV = "FEEDBACK_LOOP_DATABASE_URL"
 DAGSTER_URL_ENV = "FEEDBACK_LOOP_DAGSTER_DATABASE_URL"
@@ -421,3 +425,12 @@ def schema_engine(url: str, schema: str) -> sa.Engine:
     with engine_for(url).begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
     return sa.create_engine(normalize_url(url), connect_args={"options": f"-csearch_path={schema}"})
+
+
+def dagster_environment() -> dict[str, str]:
+    """Environment for Dagster processes: DAGSTER_HOME is the project root (dagster.yaml)."""
+    env = dict(os.environ)
+    env["DAGSTER_HOME"] = str(PROJECT_ROOT)
+    env[DAGSTER_URL_ENV] = dagster_database_url()
+    env.setdefault(STATE_DIR_ENV, str(state_dir()))
+    return env

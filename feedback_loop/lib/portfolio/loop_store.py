@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from feedback_loop.lib import ingest, serving
-from feedback_loop.lib.db import upsert_frame
-from feedback_loop.lib.features import FEATURE_NAMES
 from feedback_loop.lib.frames import MARKET_TICKER, normalize_dates
+from feedback_loop.lib.ingest import store as ingest
 from feedback_loop.lib.policy import PortfolioPolicy
-from feedback_loop.lib.portfolio import PortfolioState
+from feedback_loop.lib.portfolio.paper import PortfolioState
+from feedback_loop.lib.signals.features import FEATURE_NAMES
+from feedback_loop.lib.store.db import upsert_frame
 from feedback_loop.lib.vocab import PositionStatus, SignalStatus
 
 SIGNAL_TABLE_COLUMNS = [
@@ -132,9 +132,9 @@ def write_signals(conn: sa.Connection, signals: pd.DataFrame) -> int:
     return upsert_frame(conn, "trading_signals", _subset(signals, SIGNAL_TABLE_COLUMNS), ["signal_id"])
 
 
-def replace_signals(conn: sa.Connection, day, calls: pd.DataFrame, signals: pd.DataFrame,
-                    predictions: pd.DataFrame) -> None:
-    """The candidate calls, signals and prediction log of `day` become these.
+def replace_signals(conn: sa.Connection, day, calls: pd.DataFrame, signals: pd.DataFrame) -> None:
+    """The candidate calls and signals of `day` become these; its prediction log is emptied for the
+    caller to write the new one in the same transaction.
 
     What was derived from the day's previous signals goes with them: their shadow outcomes (the
     calls they judged may have changed; later days resolve them again) and paper positions opened
@@ -156,8 +156,6 @@ def replace_signals(conn: sa.Connection, day, calls: pd.DataFrame, signals: pd.D
         write_candidate_calls(conn, calls)
     if len(signals):
         write_signals(conn, signals)
-    if len(predictions):
-        serving.write_predictions(conn, predictions)
 
 
 _SIGNALS = (

@@ -26,28 +26,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from feedback_loop.lib import blend_weight as blend_weight_lib
-from feedback_loop.lib import drift as drift_lib
-from feedback_loop.lib import loop_rules as rules
-from feedback_loop.lib import outcomes as outcomes_lib
 from feedback_loop.lib import policy as P
-from feedback_loop.lib.features import FEATURE_NAMES, compute_ticker_features
+from feedback_loop.lib import rules
 from feedback_loop.lib.frames import MARKET_TICKER
-from feedback_loop.lib.heuristic import score_heuristic
-from feedback_loop.lib.loop_store import OUTCOME_COLUMNS
-from feedback_loop.lib.portfolio import PortfolioState, step_portfolio
-from feedback_loop.lib.promotion import decide_promotion
-from feedback_loop.lib.signals import build_signals
+from feedback_loop.lib.models.promotion import decide_promotion
+from feedback_loop.lib.monitoring import blend_weight as blend_weight_lib
+from feedback_loop.lib.monitoring import drift as drift_lib
+from feedback_loop.lib.portfolio import outcomes as outcomes_lib
+from feedback_loop.lib.portfolio.loop_store import OUTCOME_COLUMNS
+from feedback_loop.lib.portfolio.paper import PortfolioState, step_portfolio
+from feedback_loop.lib.portfolio.shadow import (
+    candidate_calls,
+    shadow_outcomes_of_candidates,
+    shadow_resolution_window,
+)
+from feedback_loop.lib.signals.features import FEATURE_NAMES, compute_ticker_features
+from feedback_loop.lib.signals.heuristic import score_heuristic
+from feedback_loop.lib.signals.trading import build_signals
 from feedback_loop.lib.training.config import TrainingConfig
 from feedback_loop.lib.training.labels import (
     blended_training_set,
-    label_from_return,
     market_labeled_set,
     outcome_labeled_set,
+    training_pairs,
     training_set_checks,
 )
 from feedback_loop.lib.training.model import TrainedModel, train_challenger
-from feedback_loop.lib.training_flow import training_pairs
 from feedback_loop.lib.vocab import RetrainTrigger, ServingPath, SignalStatus
 
 
@@ -151,67 +155,10 @@ class FeaturePanel:
         return cls(daily=daily, filings=filings)
 
 
-#: Candidates older than this (calendar days) are no longer retried for a shadow outcome: a
-#: 20-trading-day horizon resolves within about 30 days unless the ticker has no prices.
-SHADOW_RESOLUTION_WINDOW_DAYS = 60
-
-
-def shadow_resolution_window(day: pd.Timestamp, horizon_days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """(oldest, youngest): the candidates whose shadow outcome can resolve on `day` are dated after
-    oldest and on or before youngest, and read no price dated on or before oldest.
-
-    A horizon of N trading days spans at least N * 7 / 5 calendar days, so younger candidates
-    cannot have resolved; candidates older than SHADOW_RESOLUTION_WINDOW_DAYS never will (no
-    prices for their ticker) and stop being retried.
-    """
-    return (day - pd.Timedelta(days=SHADOW_RESOLUTION_WINDOW_DAYS),
-            day - pd.Timedelta(days=horizon_days * 7 // 5))
-
-
 def trading_days_between(prices: pd.DataFrame, start, end) -> pd.DatetimeIndex:
     spy_dates = prices.loc[prices["ticker"] == MARKET_TICKER, "date"]
     days = pd.DatetimeIndex(sorted(spy_dates.unique()))
     return days[(days >= pd.Timestamp(start)) & (days <= pd.Timestamp(end))]
-
-
-def candidate_calls(heuristic: pd.DataFrame, ml: pd.DataFrame | None, model_id: str | None,
-                    challenger: pd.DataFrame | None, signals: pd.DataFrame) -> pd.DataFrame:
-    """The day's heuristic candidates with the serving model's (and a shadow candidate's) call."""
-    keys = ["ticker", "as_of"]
-    calls = heuristic[[*keys, "heuristic_signal_type", "heuristic_confidence"]].reset_index(drop=True)
-    calls["signal_id"] = calls["as_of"].dt.strftime("%Y-%m-%d") + ":" + calls["ticker"].astype(str)
-    for frame, column in ((ml, "ml_signal_type"), (challenger, "challenger_signal_type")):
-        if frame is None:
-            calls[column] = None
-        else:
-            calls = calls.merge(frame[[*keys, "ml_signal_type"]].rename(columns={"ml_signal_type": column}),
-                                on=keys, how="left", validate="one_to_one")
-    calls["model_id"] = model_id if ml is not None else None
-    calls["generated"] = calls["signal_id"].isin(signals["signal_id"]) if len(signals) else False
-    return calls
-
-
-def shadow_outcomes_of_candidates(candidates: pd.DataFrame, prices: pd.DataFrame, as_of, horizon_days: int) -> pd.DataFrame:
-    """Shadow outcomes of candidates, keeping whether each was generated and which model called it."""
-    resolved = outcomes_lib.shadow_outcomes(candidates, prices, as_of, horizon_days)
-    return resolved.merge(candidates[["signal_id", "generated", "model_id"]], on="signal_id", how="left")
-
-
-def champion_hits(shadow: pd.DataFrame | None, champion_id: str, day: pd.Timestamp, config: TrainingConfig,
-                  window_days: int = P.BLEND_WEIGHT_WINDOW_DAYS) -> np.ndarray | None:
-    """Whether the champion's class matched the realized label, on the candidates it called
-    whose shadow outcome resolved in (day - window_days, day]; None when there are none."""
-    if shadow is None or not len(shadow):
-        return None
-    resolved = shadow[(shadow["model_id"] == champion_id) & (shadow["exit_date"] > day - pd.Timedelta(days=window_days))
-                      & (shadow["exit_date"] <= day) & shadow["ml_signal_type"].notna()]
-    if not len(resolved):
-        return None
-    return_pct = resolved["return_pct"].to_numpy(dtype=float)
-    if config.excess_over_spy:
-        return_pct = return_pct - resolved["spy_return_pct"].fillna(0.0).to_numpy(dtype=float)
-    classes = np.asarray([c.value for c in config.classes()])
-    return classes[label_from_return(return_pct, config)] == resolved["ml_signal_type"].to_numpy()
 
 
 class LoopEngine:
@@ -443,7 +390,7 @@ class LoopEngine:
         rows = [self._daily_by_date[d] for d in window if d in self._daily_by_date]
         live = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=FEATURE_NAMES)
         scores = [self._live_scores(entry, d) for d in window if d in self._daily_by_date]
-        resolved_correct = champion_hits(self.state.shadow, champion, day, self.config)
+        resolved_correct = drift_lib.champion_hits(self.state.shadow, champion, day, self.config)
         report = drift_lib.drift_report(
             entry.reference_features, live[FEATURE_NAMES], entry.reference_scores,
             np.concatenate(scores) if scores else np.array([]),

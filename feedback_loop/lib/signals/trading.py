@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from feedback_loop.lib.blending import blend_signals
-from feedback_loop.lib.features import feature_vectors
 from feedback_loop.lib.policy import PortfolioPolicy
+from feedback_loop.lib.signals.blending import blend_signals
+from feedback_loop.lib.signals.features import feature_vectors
 from feedback_loop.lib.vocab import ServingPath
 
 

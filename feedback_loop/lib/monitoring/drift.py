@@ -25,7 +25,10 @@ import pandas as pd
 import sqlalchemy as sa
 from scipy.stats import ks_2samp
 
-from feedback_loop.lib import db, policy
+from feedback_loop.lib import policy
+from feedback_loop.lib.store import db
+from feedback_loop.lib.training.config import TrainingConfig
+from feedback_loop.lib.training.labels import label_from_return
 from feedback_loop.lib.vocab import DriftRecommendation
 
 #: Share given to a PSI bin that holds no observation on one side, so ln(a/e) is finite.
@@ -263,3 +266,20 @@ def write_drift_report(conn: sa.Connection, report: DriftReport, as_of, model_id
         "reason": report.reason,
     }
     db.upsert_frame(conn, "drift_reports", pd.DataFrame([row]), ["as_of", "model_id"])
+
+
+def champion_hits(shadow: pd.DataFrame | None, champion_id: str, day: pd.Timestamp, config: TrainingConfig,
+                  window_days: int = policy.DRIFT_LIVE_WINDOW_DAYS) -> np.ndarray | None:
+    """Whether the champion's class matched the realized label, on the candidates it called
+    whose shadow outcome resolved in (day - window_days, day]; None when there are none."""
+    if shadow is None or not len(shadow):
+        return None
+    resolved = shadow[(shadow["model_id"] == champion_id) & (shadow["exit_date"] > day - pd.Timedelta(days=window_days))
+                      & (shadow["exit_date"] <= day) & shadow["ml_signal_type"].notna()]
+    if not len(resolved):
+        return None
+    return_pct = resolved["return_pct"].to_numpy(dtype=float)
+    if config.excess_over_spy:
+        return_pct = return_pct - resolved["spy_return_pct"].fillna(0.0).to_numpy(dtype=float)
+    classes = np.asarray([c.value for c in config.classes()])
+    return classes[label_from_return(return_pct, config)] == resolved["ml_signal_type"].to_numpy()

@@ -12,27 +12,22 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from feedback_loop.lib import ingest, loop_store, model_store, registry
-from feedback_loop.lib import loop_rules as rules
-from feedback_loop.lib.features import compute_ticker_features
+from feedback_loop.lib import rules
 from feedback_loop.lib.frames import MARKET_TICKER
-from feedback_loop.lib.promotion import PromotionDecision, decide_promotion
+from feedback_loop.lib.ingest import store as ingest
+from feedback_loop.lib.models import registry
+from feedback_loop.lib.models import store as model_store
+from feedback_loop.lib.models.promotion import PromotionDecision, decide_promotion
+from feedback_loop.lib.portfolio import loop_store
+from feedback_loop.lib.signals.features import compute_ticker_features
 from feedback_loop.lib.training.artifact import ArtifactIntegrityError
 from feedback_loop.lib.training.config import TrainingConfig
-from feedback_loop.lib.training.labels import LabeledSet, market_labeled_set, outcome_labeled_set
-from feedback_loop.lib.vocab import SIGNAL_ASSET_TYPES
-
-
-def training_pairs(disclosures: pd.DataFrame, start, end) -> pd.DataFrame:
-    """(ticker, as_of = filing date) of every signal-eligible filing in [start, end]: the training rows."""
-    eligible = disclosures[
-        disclosures["ticker"].notna()
-        & disclosures["asset_type"].isin([t.value for t in SIGNAL_ASSET_TYPES])
-        & (disclosures["disclosure_date"] >= pd.Timestamp(start))
-        & (disclosures["disclosure_date"] <= pd.Timestamp(end))
-    ]
-    return (eligible[["ticker", "disclosure_date"]].rename(columns={"disclosure_date": "as_of"})
-            .drop_duplicates().sort_values(["as_of", "ticker"]).reset_index(drop=True))
+from feedback_loop.lib.training.labels import (
+    LabeledSet,
+    market_labeled_set,
+    outcome_labeled_set,
+    training_pairs,
+)
 
 
 def latest_market_date(conn: sa.Connection) -> pd.Timestamp | None:

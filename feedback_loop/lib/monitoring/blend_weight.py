@@ -23,8 +23,7 @@ from typing import TypedDict
 import pandas as pd
 import sqlalchemy as sa
 
-from feedback_loop.lib import loop_rules as rules
-from feedback_loop.lib import policy
+from feedback_loop.lib import policy, rules
 from feedback_loop.lib.vocab import Outcome
 
 BLEND_WEIGHT_FEATURE = "_ml_blend_weight"

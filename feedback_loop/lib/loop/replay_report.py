@@ -33,10 +33,14 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from feedback_loop.lib.engine import CLOSED_LOOP_ARM, HEURISTIC_ARM, LoopState
 from feedback_loop.lib.frames import MARKET_TICKER
-from feedback_loop.lib.performance import equity_metrics, portfolio_metrics, win_rate_by_confidence
-from feedback_loop.lib.portfolio import adjusted_ohlc
+from feedback_loop.lib.loop.engine import CLOSED_LOOP_ARM, HEURISTIC_ARM, LoopState
+from feedback_loop.lib.portfolio.paper import adjusted_ohlc
+from feedback_loop.lib.portfolio.performance import (
+    equity_metrics,
+    portfolio_metrics,
+    win_rate_by_confidence,
+)
 
 #: A confidence bucket takes part in the "rises with confidence" test from this many trades.
 MIN_BUCKET_TRADES = 10

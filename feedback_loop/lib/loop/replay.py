@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from feedback_loop.lib import db, ingest, parsing
-from feedback_loop.lib.engine import (
+from feedback_loop.lib.frames import MARKET_TICKER, DisclosureBatch
+from feedback_loop.lib.ingest import parsing
+from feedback_loop.lib.ingest import store as ingest
+from feedback_loop.lib.loop.engine import (
     ARMS,
     ArmConfig,
     FeaturePanel,
@@ -25,8 +27,8 @@ from feedback_loop.lib.engine import (
     LoopState,
     trading_days_between,
 )
-from feedback_loop.lib.frames import MARKET_TICKER, DisclosureBatch
-from feedback_loop.lib.history import persist_history
+from feedback_loop.lib.loop.history import persist_history
+from feedback_loop.lib.store import db
 from feedback_loop.lib.training.config import TrainingConfig
 
 #: Price history kept before the replay start: the training lookback, the feature window and label horizons.
@@ -61,7 +63,7 @@ def load_inputs(start, end, *, disclosure_files: Sequence[Path] = (), legislator
                     price_file=price_file)
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     if disclosure_files:
-        from feedback_loop.lib.sources import FileDisclosureSource
+        from feedback_loop.lib.ingest.sources import FileDisclosureSource
 
         batch = FileDisclosureSource(list(disclosure_files), list(legislator_files)).load_disclosures()
         prices = parsing.read_price_file(price_file)
@@ -69,7 +71,7 @@ def load_inputs(start, end, *, disclosure_files: Sequence[Path] = (), legislator
         source = {"disclosures": [str(p) for p in disclosure_files], "legislators": [str(p) for p in legislator_files],
                   "prices": str(price_file)}
     else:
-        from feedback_loop.lib.synthetic import (
+        from feedback_loop.lib.ingest.synthetic import (
             SyntheticConfig,
             SyntheticDisclosureSource,
             SyntheticPriceSource,

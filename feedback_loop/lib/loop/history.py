@@ -12,9 +12,12 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
-from feedback_loop.lib import blend_weight as blend_weight_lib
-from feedback_loop.lib import drift, loop_store, model_store, registry
-from feedback_loop.lib.engine import LoopState
+from feedback_loop.lib.loop.engine import LoopState
+from feedback_loop.lib.models import registry
+from feedback_loop.lib.models import store as model_store
+from feedback_loop.lib.monitoring import blend_weight as blend_weight_lib
+from feedback_loop.lib.monitoring import drift
+from feedback_loop.lib.portfolio import loop_store
 from feedback_loop.lib.vocab import ModelStatus
 
 

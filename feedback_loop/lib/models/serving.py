@@ -18,9 +18,11 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from feedback_loop.lib import db, model_store, registry
-from feedback_loop.lib.features import feature_vectors
-from feedback_loop.lib.registry import ModelRecord
+from feedback_loop.lib.models import registry
+from feedback_loop.lib.models import store as model_store
+from feedback_loop.lib.models.registry import ModelRecord
+from feedback_loop.lib.signals.features import feature_vectors
+from feedback_loop.lib.store import db
 from feedback_loop.lib.training.artifact import ArtifactIntegrityError
 from feedback_loop.lib.training.model import TrainedModel
 from feedback_loop.lib.vocab import ModelStatus, PredictionRole, ServingPath

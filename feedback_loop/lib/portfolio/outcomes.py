@@ -12,7 +12,7 @@ import pandas as pd
 
 from feedback_loop.lib.frames import MARKET_TICKER
 from feedback_loop.lib.policy import WIN_THRESHOLD_PCT
-from feedback_loop.lib.portfolio import adjusted_ohlc
+from feedback_loop.lib.portfolio.paper import adjusted_ohlc
 from feedback_loop.lib.vocab import SIGNAL_DIRECTION, Outcome, PositionStatus
 
 SIGNAL_OUTCOME_COLUMNS = [

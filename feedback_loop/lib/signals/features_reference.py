@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from feedback_loop.lib import policy, vocab
-from feedback_loop.lib.features import (
+from feedback_loop.lib.frames import MARKET_TICKER
+from feedback_loop.lib.signals.features import (
     FEATURE_FRAME_COLUMNS,
     FEATURE_NAMES,
     FEATURE_WINDOW_DAYS,
@@ -28,7 +29,6 @@ from feedback_loop.lib.features import (
     TRADING_DAYS_PER_YEAR,
     VOLATILITY_WINDOW_TRADING_DAYS,
 )
-from feedback_loop.lib.frames import MARKET_TICKER
 
 _DISCLOSURE_INPUT_COLUMNS = [
     "ticker", "asset_type", "transaction_type", "politician_id", "filer_name", "party", "chamber",

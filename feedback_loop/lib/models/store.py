@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
-from feedback_loop.lib import registry
-from feedback_loop.lib.features import FEATURE_NAMES
+from feedback_loop.lib.models import registry
+from feedback_loop.lib.signals.features import FEATURE_NAMES
 from feedback_loop.lib.training.artifact import ArtifactIntegrityError, load_model, save_model
 from feedback_loop.lib.training.model import TrainedModel
 

@@ -14,7 +14,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from feedback_loop.lib import frames
-from feedback_loop.lib.db import read_frame, upsert_changed_parts, upsert_frame
+from feedback_loop.lib.store.db import read_frame, upsert_changed_parts, upsert_frame
 
 
 def write_politicians(conn: sa.Connection, politicians: pd.DataFrame) -> int:

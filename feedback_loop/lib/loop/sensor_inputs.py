@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
-from feedback_loop.lib import loop_rules as rules
-from feedback_loop.lib import registry
-from feedback_loop.lib.loop_store import read_outcomes
+from feedback_loop.lib import rules
+from feedback_loop.lib.models import registry
+from feedback_loop.lib.portfolio.loop_store import read_outcomes
 
 
 @dataclass(frozen=True)

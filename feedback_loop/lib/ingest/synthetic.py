@@ -36,7 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from feedback_loop.lib import frames, parsing
+from feedback_loop.lib import frames
+from feedback_loop.lib.ingest import parsing
 from feedback_loop.lib.vocab import AssetType, Chamber, DisclosureSource, Party, TransactionType
 
 SOURCE = DisclosureSource.SYNTHETIC.value

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from feedback_loop.lib import frames, parsing
+from feedback_loop.lib import frames
+from feedback_loop.lib.ingest import parsing
 
 
 class FileDisclosureSource:

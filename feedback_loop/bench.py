@@ -48,13 +48,24 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from feedback_loop.lib import db, ingest, model_store, registry
-from feedback_loop.lib.features import FEATURE_NAMES, compute_ticker_features
-from feedback_loop.lib.policy import BENCH_MAX_YEARS, BENCH_MIN_DISCLOSURES, BENCH_MIN_TICKERS, BENCH_MIN_YEARS
-from feedback_loop.lib.synthetic import SyntheticConfig, generate
+from feedback_loop.lib.ingest import store as ingest
+from feedback_loop.lib.ingest.synthetic import SyntheticConfig, generate
+from feedback_loop.lib.models import registry
+from feedback_loop.lib.models import store as model_store
+from feedback_loop.lib.policy import (
+    BENCH_MAX_YEARS,
+    BENCH_MIN_DISCLOSURES,
+    BENCH_MIN_TICKERS,
+    BENCH_MIN_YEARS,
+)
+from feedback_loop.lib.signals.features import FEATURE_NAMES, compute_ticker_features
+from feedback_loop.lib.store import db
 from feedback_loop.lib.training.config import MAX_LOOKBACK_DAYS, TrainingConfig
-from feedback_loop.lib.training.labels import blended_training_set, market_labeled_set
-from feedback_loop.lib.training_flow import training_pairs
+from feedback_loop.lib.training.labels import (
+    blended_training_set,
+    market_labeled_set,
+    training_pairs,
+)
 
 BENCH_DATABASE = "feedback_loop_bench"
 #: The synthetic history ends here, so the last day is a past Dagster partition.
@@ -182,7 +193,7 @@ def _truncate(engine: sa.Engine, *tables: str) -> None:
 
 
 def _write_published_files(dataset, directory: Path) -> tuple[list[Path], list[Path]]:
-    from feedback_loop.lib.synthetic import published_frames, published_legislators
+    from feedback_loop.lib.ingest.synthetic import published_frames, published_legislators
 
     house, senate = published_frames(dataset)
     house_path, senate_path = directory / "all_transactions_house.json", directory / "all_transactions_senate.json"
@@ -194,7 +205,7 @@ def _write_published_files(dataset, directory: Path) -> tuple[list[Path], list[P
 
 
 def _parse_and_ingest(dataset, engine: sa.Engine, repeats: int, work: Path) -> dict[str, dict]:
-    from feedback_loop.lib.sources import FileDisclosureSource
+    from feedback_loop.lib.ingest.sources import FileDisclosureSource
 
     disclosure_files, legislator_files = _write_published_files(dataset, work)
     timing, batch = measure(lambda: FileDisclosureSource(disclosure_files, legislator_files).load_disclosures(),
@@ -220,7 +231,7 @@ def _parse_and_ingest(dataset, engine: sa.Engine, repeats: int, work: Path) -> d
 
 
 def _features_and_labels(dataset, repeats: int) -> tuple[dict[str, dict], pd.DataFrame]:
-    from feedback_loop.lib.features_reference import reference_ticker_features
+    from feedback_loop.lib.signals.features_reference import reference_ticker_features
 
     config = dataset.config
     pairs = training_pairs(dataset.disclosures, config.start, config.end)
@@ -261,7 +272,7 @@ def _training_frame(features: pd.DataFrame, dataset, as_of: pd.Timestamp, config
 
 
 def _train_and_gate(features, dataset, engine: sa.Engine, repeats: int, work: Path):
-    from feedback_loop.lib.promotion import decide_promotion
+    from feedback_loop.lib.models.promotion import decide_promotion
     from feedback_loop.lib.training.model import train_challenger
 
     config = TrainingConfig()
@@ -291,9 +302,9 @@ def _train_and_gate(features, dataset, engine: sa.Engine, repeats: int, work: Pa
 
 
 def _scoring(features: pd.DataFrame, model, repeats: int) -> dict[str, dict]:
-    from feedback_loop.lib.heuristic import score_heuristic
     from feedback_loop.lib.policy import PortfolioPolicy
-    from feedback_loop.lib.signals import build_signals
+    from feedback_loop.lib.signals.heuristic import score_heuristic
+    from feedback_loop.lib.signals.trading import build_signals
     from feedback_loop.lib.vocab import ServingPath
 
     rng = np.random.default_rng(0)
@@ -372,7 +383,12 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
 def _replay_day(dataset, end: pd.Timestamp) -> dict:
-    from feedback_loop.lib.engine import CLOSED_LOOP_ARM, LoopData, LoopEngine, trading_days_between
+    from feedback_loop.lib.loop.engine import (
+        CLOSED_LOOP_ARM,
+        LoopData,
+        LoopEngine,
+        trading_days_between,
+    )
 
     days = trading_days_between(dataset.prices, end - pd.Timedelta(days=20), end)[-REPLAY_DAYS:]
     engine = LoopEngine(LoopData(dataset.disclosures, dataset.prices, dataset.sectors, dataset.politicians),

@@ -1,0 +1,1 @@
+"""Ingest: parsing the published files, sources, synthetic data, and the ingest tables."""

@@ -1,0 +1,1 @@
+"""Models: the registry, artifacts on disk, serving with fallbacks, the promotion gate."""

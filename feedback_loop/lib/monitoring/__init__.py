@@ -1,0 +1,1 @@
+"""Monitoring: feature drift and the self-tuning blend weight."""

@@ -1,0 +1,1 @@
+"""Signals: the one feature function (and its DuckDB twin), the heuristic, blending, a day's signals."""

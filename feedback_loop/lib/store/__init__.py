@@ -1,0 +1,1 @@
+"""Store: the project's PostgreSQL cluster, engines, migrations and bulk reads/writes."""
