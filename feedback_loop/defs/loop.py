@@ -17,6 +17,7 @@ from feedback_loop.lib.ingest import store as ingest
 from feedback_loop.lib.models import registry, serving
 from feedback_loop.lib.monitoring import blend_weight as blend_weight_lib
 from feedback_loop.lib.plots import png_markdown
+from feedback_loop.lib.policy import PortfolioPolicy
 from feedback_loop.lib.portfolio import loop_store, outcomes, performance
 from feedback_loop.lib.portfolio.broker import (
     AlpacaBroker,
@@ -36,6 +37,8 @@ from feedback_loop.lib.signals.trading import build_signals
 from feedback_loop.lib.vocab import PredictionRole, ServingPath, SignalStatus, TradingMode
 
 OWNERS = ["team:signals"]
+#: The persisted portfolio config's defaults, quoted in descriptions (operators may change the config).
+DEFAULTS = PortfolioPolicy()
 #: The serving fallback rate is reported over this many calendar days.
 FALLBACK_RATE_WINDOW_DAYS = 30
 #: Calendar days of price history the features of one day need (20 trading days + volatility window).
@@ -122,8 +125,10 @@ def heuristic_signals(context: dg.AssetExecutionContext, database: DatabaseResou
     group_name="signals", kinds={"python", "xgboost", "postgres"}, owners=OWNERS, partitions_def=daily_partitions,
     deps=[heuristic_signals],
     description=("Heuristic blended with the champion in force on the partition date (sha256-verified; falls back "
-                 "to the previous champion, then to heuristic only). Signals under 0.65 are not generated, under "
-                 "0.75 not queued; direction disagreements never queued. A candidate model scores in shadow."),
+                 "to the previous champion, then to heuristic only). Signals under the persisted min_signal_confidence "
+                 f"(default {DEFAULTS.min_signal_confidence}) are not generated, under min_queue_confidence (default "
+                 f"{DEFAULTS.min_queue_confidence}) not queued; direction disagreements never queued. A candidate model "
+                 "scores in shadow."),
 )
 def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
     day = as_of_date(context)
@@ -184,8 +189,9 @@ def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResourc
 @dg.asset(
     group_name="portfolio", kinds={"python", "postgres"}, owners=["team:trading"], partitions_def=daily_partitions,
     deps=[trading_signals, previous_day("portfolio_positions")],
-    description=("Paper executor: signals queued at the previous close fill at this day's open; exits (timeout 60d, "
-                 "20% trailing stop, 1.5×ATR stop loss) are checked at the close. Live mode goes to the broker only "
+    description=("Paper executor: signals queued at the previous close fill at this day's open; exits (by default "
+                 f"timeout {DEFAULTS.max_hold_days}d, {DEFAULTS.trailing_stop_frac:.0%} trailing stop, "
+                 f"{DEFAULTS.atr_stop_multiple}×ATR stop loss) are checked at the close. Live mode goes to the broker only "
                  "when explicitly enabled."),
 )
 def portfolio_positions(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
@@ -228,7 +234,7 @@ def portfolio_positions(context: dg.AssetExecutionContext, database: DatabaseRes
 @dg.asset(
     group_name="portfolio", kinds={"python", "postgres"}, owners=["team:trading"], partitions_def=daily_partitions,
     deps=[portfolio_positions, previous_day("signal_outcomes")],
-    description=("One outcome per closed position (win > +0.5%, loss < −0.5%, else breakeven) with the signal's feature "
+    description=(f"One outcome per closed position ({outcomes.LABEL_RULE}) with the signal's feature "
                  "vector and model; plus shadow outcomes of every heuristic candidate over the holding horizon. Only "
                  "what can change is computed: positions closed that day or whose outcome is missing or stale, and "
                  "candidates of the shadow resolution window not yet resolved."),

@@ -10,7 +10,6 @@ from feedback_loop.lib.models import registry
 from feedback_loop.lib.models import store as model_store
 from feedback_loop.lib.monitoring import blend_weight as blend_weight_lib
 from feedback_loop.lib.monitoring import drift
-from feedback_loop.lib.policy import BLEND_WEIGHT_WINDOW_DAYS
 from feedback_loop.lib.portfolio import loop_store
 from feedback_loop.lib.signals.features import FEATURE_NAMES
 from feedback_loop.lib.training.artifact import ArtifactIntegrityError
@@ -31,10 +30,9 @@ def blend_weight(context: dg.AssetExecutionContext, database: DatabaseResource) 
         shadow = loop_store.read_shadow(conn, day)
         current = blend_weight_lib.blend_weight_as_of(conn, day)
         since = blend_weight_lib.days_since_last_move(conn, day)
-    counts = blend_weight_lib.win_rates_from_shadow(shadow, day, BLEND_WEIGHT_WINDOW_DAYS)
-    decision = blend_weight_lib.next_blend_weight(current, **counts, days_since_change=since)
+    decision, counts = blend_weight_lib.decide_blend_weight(shadow, day, current, since)
     with engine.begin() as conn:
-        blend_weight_lib.apply_blend_weight(conn, decision, day, BLEND_WEIGHT_WINDOW_DAYS)
+        blend_weight_lib.apply_blend_weight(conn, decision, day)
     return dg.MaterializeResult(metadata={
         "old_weight": decision.old_weight, "new_weight": decision.new_weight, "changed": decision.changed,
         "reason": decision.reason, "sample_size": decision.sample_size,

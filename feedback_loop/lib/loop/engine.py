@@ -368,13 +368,12 @@ class LoopEngine:
     def _evaluate_blend_weight(self, day: pd.Timestamp) -> None:
         if self.state.shadow is None or not len(self.state.shadow):
             return
-        counts = blend_weight_lib.win_rates_from_shadow(self.state.shadow, day, P.BLEND_WEIGHT_WINDOW_DAYS)
         since = rules.days_since_blend_move((move["as_of"] for move in self.state.blend_weight_path), day)
         current = self.state.blend_weight_on(day)
-        decision = blend_weight_lib.next_blend_weight(current, **counts, days_since_change=since)
+        decision, _ = blend_weight_lib.decide_blend_weight(self.state.shadow, day, current, since)
         if decision.changed:
             self.state.blend_weight_path.append({"as_of": day, "decision": decision,
-                                                 "window_days": P.BLEND_WEIGHT_WINDOW_DAYS})
+                                                 "window_days": blend_weight_lib.WINDOW_DAYS})
             self.state.blend_weight = decision.new_weight
 
     def _drift(self, day: pd.Timestamp) -> None:

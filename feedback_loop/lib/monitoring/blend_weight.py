@@ -27,6 +27,8 @@ from feedback_loop.lib import policy, rules
 from feedback_loop.lib.vocab import Outcome
 
 BLEND_WEIGHT_FEATURE = "_ml_blend_weight"
+#: Shadow outcomes resolved in the last this many days are the evidence of one evaluation.
+WINDOW_DAYS = policy.BLEND_WEIGHT_WINDOW_DAYS
 _RESOLVED = {Outcome.WIN.value, Outcome.LOSS.value, Outcome.BREAKEVEN.value}
 #: Win-rate differences are rounded before comparing with the margin, so 0.55 - 0.50
 #: (0.050000000000000044 in floats) is exactly the margin and does not move the weight.
@@ -160,8 +162,15 @@ def next_blend_weight(
     return decision(current, f"{rates} within ±{margin}: weight stays {current:.2f}")
 
 
+def decide_blend_weight(shadow_outcomes: pd.DataFrame, as_of, current: float,
+                        days_since_change: int | None) -> tuple[BlendWeightDecision, ShadowWinCounts]:
+    """The evaluation of `as_of` on both drivers: counts over the window, then `next_blend_weight`."""
+    counts = win_rates_from_shadow(shadow_outcomes, as_of, WINDOW_DAYS)
+    return next_blend_weight(current, **counts, days_since_change=days_since_change), counts
+
+
 def apply_blend_weight(
-    conn: sa.Connection, decision: BlendWeightDecision, as_of, window_days: int
+    conn: sa.Connection, decision: BlendWeightDecision, as_of, window_days: int = policy.BLEND_WEIGHT_WINDOW_DAYS
 ) -> None:
     """Log the decision of `as_of` (one row per analysis_date: re-running replaces it).
 

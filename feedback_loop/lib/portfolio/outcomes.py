@@ -12,6 +12,8 @@ import pandas as pd
 
 from feedback_loop.lib.frames import MARKET_TICKER
 from feedback_loop.lib.policy import WIN_THRESHOLD_PCT
+
+LABEL_RULE = f"win > +{WIN_THRESHOLD_PCT}%, loss < −{WIN_THRESHOLD_PCT}%, else breakeven"
 from feedback_loop.lib.portfolio.paper import adjusted_ohlc
 from feedback_loop.lib.vocab import SIGNAL_DIRECTION, Outcome, PositionStatus
 
