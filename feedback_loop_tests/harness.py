@@ -11,6 +11,7 @@ from feedback_loop.defs.resources import (
 )
 
 SCALE = "1500,60,1.5"  # synthetic data 2023-01-02 .. 2024-07-02
+SYNTHETIC_SEED = 3
 
 
 def definitions_for(db_url: str, tmp_path, loaded: dg.Definitions | None = None) -> dg.Definitions:
@@ -20,8 +21,8 @@ def definitions_for(db_url: str, tmp_path, loaded: dg.Definitions | None = None)
         schedules=list(loaded.schedules), sensors=list(loaded.sensors),
         resources={
             "database": DatabaseResource(url=db_url),
-            "disclosure_source": DisclosureSourceResource(kind="synthetic", synthetic_seed=3, synthetic_scale=SCALE),
-            "price_source": PriceSourceResource(kind="synthetic", synthetic_seed=3, synthetic_scale=SCALE),
+            "disclosure_source": DisclosureSourceResource(kind="synthetic", synthetic_seed=SYNTHETIC_SEED, synthetic_scale=SCALE),
+            "price_source": PriceSourceResource(kind="synthetic", synthetic_seed=SYNTHETIC_SEED, synthetic_scale=SCALE),
             "io_manager": ParquetJsonIOManager(base_dir=str(tmp_path / "io")),
         },
     )

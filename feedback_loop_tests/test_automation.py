@@ -6,9 +6,6 @@ against a real Dagster instance and a real Postgres holding the loop's state.
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -32,7 +29,7 @@ from feedback_loop.lib.portfolio.paper import PortfolioState
 from feedback_loop.lib.store import db
 from feedback_loop.lib.vocab import DriftRecommendation
 from feedback_loop_tests.harness import definitions_for
-from feedback_loop_tests.processes import free_port, stop_process_group
+from feedback_loop_tests.processes import project_code_server
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NEW_YORK = ZoneInfo("America/New_York")
@@ -401,22 +398,6 @@ def test_failing_gate_holds_in_the_next_automated_retrain(loaded, db_url, engine
 
 
 # ------------------------------------------------------------------ no double retrains
-def _wait_for_code_server(server: subprocess.Popen, port: int, timeout: float) -> None:
-    from dagster._core.errors import DagsterUserCodeUnreachableError
-    from dagster._grpc.client import DagsterGrpcClient
-
-    client = DagsterGrpcClient(port=port, host="127.0.0.1")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"the code server exited with {server.returncode}"
-        try:
-            client.ping("")
-            return
-        except DagsterUserCodeUnreachableError:
-            time.sleep(0.5)
-    raise AssertionError(f"the code server did not answer on port {port} within {timeout}s")
-
-
 @pytest.fixture
 def project_instance(db_url, dagster_db_url, tmp_path, monkeypatch):
     """The project's dagster.yaml as a DagsterInstance, on test databases (the env reaches run workers too)."""
@@ -444,21 +425,8 @@ def test_instance_config_limits_retrains_to_one(loaded, project_instance):
 def test_queued_run_coordinator_dequeues_one_retrain_at_a_time(loaded, project_instance, tmp_path):
     instance = project_instance
     # The daemon's workspace: a code server of the project, started (and always stopped) by this test.
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "api", "grpc", "-m", "feedback_loop.definitions", "-d", str(PROJECT_ROOT),
-         "-h", "127.0.0.1", "-p", str(port), "--location-name", "feedback_loop"],
-        cwd=PROJECT_ROOT, env=dict(os.environ), start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_for_code_server(server, port, timeout=60)
-        workspace_file = tmp_path / "workspace.yaml"
-        workspace_file.write_text(
-            f"load_from:\n  - grpc_server:\n      host: 127.0.0.1\n      port: {port}\n"
-            "      location_name: feedback_loop\n")
+    with project_code_server(PROJECT_ROOT, tmp_path) as workspace_file:
         second_started = _queue_two_retrains_and_tick(loaded, instance, workspace_file)
-    finally:
-        stop_process_group(server)
     assert second_started is None, "the second retrain was launched"
 
 
