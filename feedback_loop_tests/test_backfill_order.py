@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from feedback_loop.definitions import defs as project_defs
-from feedback_loop.lib import db
+from feedback_loop.lib.store import db
 from feedback_loop_tests.harness import SCALE, SYNTHETIC_SEED, definitions_for
 from feedback_loop_tests.processes import project_code_server
 
