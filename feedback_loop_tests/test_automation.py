@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from dagster._utils.schedules import cron_string_iterator
 
 from feedback_loop.definitions import defs as project_defs
+from feedback_loop.defs.automation import DAILY_LOOP_TAG
 from feedback_loop.defs.resources import (
     DatabaseResource,
 )
@@ -419,6 +420,10 @@ def test_instance_config_limits_retrains_to_one(loaded, project_instance):
     for name in ("market_retrain_job", "outcome_retrain_job"):
         assert "retrain" in loaded.resolve_job_def(name).tags, name
     assert "retrain" not in loaded.resolve_job_def("daily_loop_job").tags
+    # One day of the daily loop at a time: a job backfill's runs dequeue in date order, one by one.
+    daily_limits = [limit for limit in queue.tag_concurrency_limits if limit["key"] == DAILY_LOOP_TAG]
+    assert daily_limits == [{"key": DAILY_LOOP_TAG, "limit": 1}]
+    assert DAILY_LOOP_TAG in loaded.resolve_job_def("daily_loop_job").tags
 
 
 @pytest.mark.slow

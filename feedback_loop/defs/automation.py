@@ -21,10 +21,14 @@ from feedback_loop.lib.loop.sensor_inputs import sensor_inputs
 from feedback_loop.lib.monitoring import blend_weight as blend_weight_lib
 from feedback_loop.lib.vocab import RetrainTrigger
 
+#: Runs of the daily loop job carry this tag; dagster.yaml lets one run at a time, so a backfill
+#: launched from the job's page (one run per day, queued in date order) steps the days in order.
+DAILY_LOOP_TAG = "feedback_loop/daily_loop"
 daily_loop_job = dg.define_asset_job(
     "daily_loop_job",
     selection=dg.AssetSelection.groups("ingest", "signals", "portfolio")
     | dg.AssetSelection.assets("feature_drift"),
+    tags={DAILY_LOOP_TAG: "day"},
     description="One trading day of the loop, ingest to drift, with every blocking check of those assets.",
 )
 blend_weight_job = dg.define_asset_job(
