@@ -143,7 +143,9 @@ class _Driver:
             for request in data.run_requests or []:
                 if self._already_launched(SENSOR_NAME_TAG, sensor.name, request.run_key):
                     continue
-                job = self.definitions.resolve_job_def(sensor.job_name)
+                # In process, as execute_in_process runs it: the job with the in-process executor.
+                job = self.definitions.resolve_job_def(sensor.job_name).as_ephemeral_job(resource_defs={},
+                                                                                         input_values={})
                 run = self.instance.create_run_for_job(
                     job_def=job, run_config=self._config(request.run_config),
                     tags={**job.run_tags, **request.tags, SENSOR_NAME_TAG: sensor.name, RUN_KEY_TAG: request.run_key})
