@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+from collections import Counter
 
 import click
 import sqlalchemy as sa
@@ -395,6 +396,36 @@ def bench(disclosures: int, tickers: int, years: float, repeats: int, scaling: b
         click.echo(json.dumps(result, indent=2, default=str))
     elif json_path:
         bench_lib.write_json(result, Path(json_path))
+
+
+@main.command("run-days")
+@click.option("--start", required=True, type=PAST_DATE, help="First day YYYY-MM-DD.")
+@click.option("--end", required=True, type=PAST_DATE, help="Last day YYYY-MM-DD (not before --start).")
+def run_days(start: dt.date, end: dt.date) -> None:
+    """Run the loop over [START, END] through Dagster, day after day, as the schedules and sensors would."""
+    import dagster as dg
+    from tqdm import tqdm
+
+    from feedback_loop import batch
+    from feedback_loop.definitions import defs
+
+    if start > end:
+        raise click.UsageError(f"--start {start} is after --end {end}")
+    db.migrate(db.engine_for(db.ensure_databases()))
+    os.environ.update(db.dagster_environment())
+    definitions = defs()
+    days = batch.trading_days(definitions, start, end)
+    if not len(days):
+        raise UserError(f"no trading days (SPY prices in the price source) between {start} and {end}")
+    with dg.DagsterInstance.get() as instance, tqdm(total=len(days), unit="day", disable=None) as bar:
+        try:
+            result = batch.run_days(definitions, instance, start, end,
+                                    progress=lambda day: bar.set_postfix_str(str(day.date())) or bar.update())
+        except batch.BatchRunFailed as exc:
+            raise UserError(str(exc)) from exc
+    runs = Counter(job for job, _ in result.runs)
+    click.echo(f"{len(result.days)} trading days {days[0].date()} .. {days[-1].date()}: "
+               + ", ".join(f"{n} {job}" for job, n in sorted(runs.items())))
 
 
 @main.command()

@@ -48,9 +48,8 @@ def template_url(pg_cluster) -> str:
     return url
 
 
-@pytest.fixture
-def db_url(pg_cluster, template_url) -> str:
-    """URL of a fresh database holding the full schema, dropped after the test."""
+def _fresh_database(pg_cluster):
+    """A fresh database holding the full schema (a copy of the template), dropped afterwards."""
     name = f"t_{os.getpid()}_{next(_counter)}"
     admin = sa.create_engine(pg_cluster.url("postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -60,6 +59,18 @@ def db_url(pg_cluster, template_url) -> str:
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture
+def db_url(pg_cluster, template_url) -> str:
+    """URL of a fresh database holding the full schema, dropped after the test."""
+    yield from _fresh_database(pg_cluster)
+
+
+@pytest.fixture
+def second_db_url(pg_cluster, template_url) -> str:
+    """A second fresh database, for tests that compare two runs of the loop."""
+    yield from _fresh_database(pg_cluster)
 
 
 @pytest.fixture

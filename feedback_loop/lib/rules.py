@@ -103,10 +103,15 @@ def schedule_fire_times(cron: str, after: dt.datetime, until: dt.datetime) -> li
     return fired
 
 
+def run_time(cron: str, day) -> dt.datetime:
+    """When a daily schedule of `cron` runs on `day` (its time of day)."""
+    minute, hour = cron.split()[:2]
+    return _local(day, dt.time(int(hour), int(minute)))
+
+
 def loop_run_time(day) -> dt.datetime:
     """When the daily loop of `day` runs (the daily schedule's time of day)."""
-    minute, hour = DAILY_LOOP_CRON.split()[:2]
-    return _local(day, dt.time(int(hour), int(minute)))
+    return run_time(DAILY_LOOP_CRON, day)
 
 
 def scheduled_request(cron: str, fire_time: dt.datetime) -> RetrainRequest:
@@ -115,11 +120,16 @@ def scheduled_request(cron: str, fire_time: dt.datetime) -> RetrainRequest:
     return RetrainRequest(RetrainTrigger.SCHEDULED, run_day - pd.Timedelta(days=1), SCHEDULED_RETRAINS[cron])
 
 
+def retrain_ticks(previous_day, day) -> list[tuple[dt.datetime, str]]:
+    """(fire time, cron) of the retrain schedules' ticks after the loop of `previous_day` and up to
+    the loop of `day`, in time order."""
+    after, until = loop_run_time(previous_day), loop_run_time(day)
+    return sorted((t, cron) for cron in SCHEDULED_RETRAINS for t in schedule_fire_times(cron, after, until))
+
+
 def scheduled_retrains(previous_day, day) -> list[RetrainRequest]:
     """Scheduled retrains that fire after the loop of `previous_day` and before the loop of `day`."""
-    after, until = loop_run_time(previous_day), loop_run_time(day)
-    fired = [(t, cron) for cron in SCHEDULED_RETRAINS for t in schedule_fire_times(cron, after, until)]
-    return [scheduled_request(cron, t) for t, cron in sorted(fired)]
+    return [scheduled_request(cron, t) for t, cron in retrain_ticks(previous_day, day)]
 
 
 # ------------------------------------------------------------------- sensors

@@ -29,6 +29,7 @@ import pandas as pd
 from feedback_loop.lib import policy as P
 from feedback_loop.lib import rules
 from feedback_loop.lib.frames import MARKET_TICKER
+from feedback_loop.lib.models.flow import comparison_record
 from feedback_loop.lib.models.promotion import decide_promotion
 from feedback_loop.lib.monitoring import blend_weight as blend_weight_lib
 from feedback_loop.lib.monitoring import drift as drift_lib
@@ -168,7 +169,7 @@ class LoopEngine:
                  portfolio_policy: P.PortfolioPolicy | None = None,
                  training_config: TrainingConfig | None = None,
                  panel: FeaturePanel | None = None, window_days: int = 90,
-                 validate_models: bool = False, artifact_dir: Path | None = None):
+                 validate_models: bool = True, artifact_dir: Path | None = None):
         self.data = data
         self.arm = arm
         self.policy = portfolio_policy or P.PortfolioPolicy()
@@ -343,13 +344,9 @@ class LoopEngine:
         current_metrics = (self.state.models[current_id].model.evaluate(model.holdout)
                            if current_id else None)
         decision = decide_promotion(new_metrics, current_metrics)
-        self.state.comparisons.append({
-            "as_of": as_of, "new_model_id": model_id, "current_model_id": current_id,
-            "new_accuracy": new_metrics["accuracy"], "new_f1": new_metrics["f1_weighted"],
-            "current_accuracy": current_metrics["accuracy"] if current_metrics else None,
-            "current_f1": current_metrics["f1_weighted"] if current_metrics else None,
-            "holdout_rows": len(model.holdout), "promoted": decision.promote, "reason": decision.reason,
-        })
+        self.state.comparisons.append(comparison_record(
+            as_of, model_id, current_id, new_metrics, current_metrics, len(model.holdout), decision.promote,
+            decision.reason, self._shadow_until(as_of)))
         self.state.retrain_events.append({
             **event, "new_model_id": model_id, "old_model_id": current_id, "deployed": decision.promote,
             "accuracy_improvement": decision.accuracy_gain, "f1_improvement": decision.f1_gain,
@@ -363,6 +360,11 @@ class LoopEngine:
             self.state.deployments.append((effective_from, model_id, "promote", trigger.value, decision.reason))
         self.state.candidate_id = next(
             (m.model_id for m in self.state.models.values() if m.status == "candidate"), None)
+
+    def _shadow_until(self, day: pd.Timestamp) -> pd.DataFrame | None:
+        """Shadow outcomes resolved on or before `day` (what a training run as of `day` reads)."""
+        shadow = self.state.shadow
+        return shadow[shadow["exit_date"] <= day] if shadow is not None else None
 
     # ---------------------------------------------------------------- after the close
     def _evaluate_blend_weight(self, day: pd.Timestamp) -> None:

@@ -66,7 +66,7 @@ def _log_decisions(conn: sa.Connection, state: LoopState) -> None:
     conn.execute(sa.text("DELETE FROM model_retraining_events WHERE new_model_id = ANY(:ids) OR new_model_id IS NULL"),
                  {"ids": ids})
     for c in state.comparisons:
-        registry.record_comparison(conn, **c, new_shadow_win_rate=None, current_shadow_win_rate=None, details={})
+        registry.record_comparison(conn, **c)
     for event in state.retrain_events:
         registry.record_retraining_event(
             conn, as_of=event["as_of"], trigger=event["trigger"], dagster_run_id=None,

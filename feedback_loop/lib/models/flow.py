@@ -111,16 +111,10 @@ def decide_and_apply(engine: sa.Engine, challenger_id: str, *, as_of, trigger: s
                 champion_note = f"; champion {champion_record.version} could not be verified ({exc})"
         decision = decide_promotion(new_metrics, current_metrics)
         reason = decision.reason + champion_note
-        shadow_rates = shadow_win_rates(shadow, challenger_id)
         champion_id = champion_record.model_id if champion_record else None
-        registry.record_comparison(
-            conn, as_of=as_of, new_model_id=challenger_id,
-            current_model_id=champion_id if current_metrics else None,
-            new_accuracy=new_metrics["accuracy"], current_accuracy=current_metrics["accuracy"] if current_metrics else None,
-            new_f1=new_metrics["f1_weighted"], current_f1=current_metrics["f1_weighted"] if current_metrics else None,
-            holdout_rows=len(holdout), new_shadow_win_rate=shadow_rates[0], current_shadow_win_rate=shadow_rates[1],
-            promoted=decision.promote, reason=reason, details={"new": new_metrics, "current": current_metrics},
-        )
+        registry.record_comparison(conn, **comparison_record(
+            as_of, challenger_id, champion_id if current_metrics else None, new_metrics,
+            current_metrics, len(holdout), decision.promote, reason, shadow))
         registry.record_retraining_event(
             conn, as_of=as_of, trigger=trigger, dagster_run_id=run_id,
             old_model_id=champion_id, new_model_id=challenger_id,
@@ -147,6 +141,22 @@ def _no_change(conn: sa.Connection, record, *, as_of, trigger: str, run_id: str 
         accuracy_improvement=None, f1_improvement=None, deployed=False, reason=reason,
     )
     return PromotionResult(decision, record.metrics, record.metrics, record.model_id, 0, b"")
+
+
+def comparison_record(as_of, new_model_id: str, current_model_id: str | None, new_metrics: dict,
+                      current_metrics: dict | None, holdout_rows: int, promoted: bool, reason: str,
+                      shadow: pd.DataFrame | None) -> dict:
+    """One champion/challenger comparison as `registry.record_comparison` logs it, on every path:
+    the holdout metrics of both, the shadow win rates resolved by `as_of`, and the decision."""
+    new_rate, current_rate = shadow_win_rates(shadow if shadow is not None else pd.DataFrame(), new_model_id)
+    return {
+        "as_of": as_of, "new_model_id": new_model_id, "current_model_id": current_model_id,
+        "new_accuracy": new_metrics["accuracy"], "new_f1": new_metrics["f1_weighted"],
+        "current_accuracy": current_metrics["accuracy"] if current_metrics else None,
+        "current_f1": current_metrics["f1_weighted"] if current_metrics else None,
+        "holdout_rows": holdout_rows, "new_shadow_win_rate": new_rate, "current_shadow_win_rate": current_rate,
+        "promoted": promoted, "reason": reason, "details": {"new": new_metrics, "current": current_metrics},
+    }
 
 
 #: A model's shadow win rate is reported only with at least this many resolved shadow outcomes.

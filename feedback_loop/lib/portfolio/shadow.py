@@ -29,7 +29,8 @@ def shadow_resolution_window(day: pd.Timestamp, horizon_days: int) -> tuple[pd.T
 
 def candidate_calls(heuristic: pd.DataFrame, ml: pd.DataFrame | None, model_id: str | None,
                     challenger: pd.DataFrame | None, signals: pd.DataFrame) -> pd.DataFrame:
-    """The day's heuristic candidates with the serving model's (and a shadow candidate's) call."""
+    """The day's heuristic candidates with the serving model's call, and a shadow candidate's call on
+    those that became signals."""
     keys = ["ticker", "as_of"]
     calls = heuristic[[*keys, "heuristic_signal_type", "heuristic_confidence"]].reset_index(drop=True)
     calls["signal_id"] = calls["as_of"].dt.strftime("%Y-%m-%d") + ":" + calls["ticker"].astype(str)
@@ -41,6 +42,9 @@ def candidate_calls(heuristic: pd.DataFrame, ml: pd.DataFrame | None, model_id: 
                                 on=keys, how="left", validate="one_to_one")
     calls["model_id"] = model_id if ml is not None else None
     calls["generated"] = calls["signal_id"].isin(signals["signal_id"]) if len(signals) else False
+    # A shadow candidate's call is kept where it is logged: with the signal it scored (ml_predictions
+    # references trading_signals; heuristic_signals has no column for it).
+    calls.loc[~calls["generated"], "challenger_signal_type"] = None
     return calls
 
 

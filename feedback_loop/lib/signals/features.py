@@ -50,6 +50,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
 from feedback_loop.lib import policy, vocab
 from feedback_loop.lib.frames import MARKET_TICKER
@@ -367,7 +368,7 @@ def _price_features(
         .ffill(limit=PRICE_STALENESS_MAX_DAYS)
     )
     spy_close = p.loc[p["ticker"] == MARKET_TICKER].set_index("date")["adj_close"]
-    spy_volatility = np.log(spy_close).diff().rolling(VOLATILITY_WINDOW_TRADING_DAYS).std()
+    spy_volatility = _trailing_std(np.log(spy_close).diff(), VOLATILITY_WINDOW_TRADING_DAYS)
     spy_volatility = (spy_volatility * np.sqrt(TRADING_DAYS_PER_YEAR)).reindex(calendar)
     spy_volatility = spy_volatility.ffill(limit=PRICE_STALENESS_MAX_DAYS)
     spy_return = (
@@ -401,6 +402,19 @@ def _sector_map(sectors: pd.DataFrame | None) -> pd.Series:
         return pd.Series(dtype=object)
     known = sectors.dropna(subset=["ticker", "sector"]).drop_duplicates("ticker", keep="last")
     return known.set_index("ticker")["sector"]
+
+
+def _trailing_std(values: pd.Series, window: int) -> pd.Series:
+    """Sample standard deviation of each trailing `window` of `values`, from the window alone.
+
+    pandas' rolling std updates a running sum, so its last bits depend on where the series
+    starts: a day's features computed from 120 days of prices (the daily asset) and from the
+    whole history (the engine's panel) would differ.
+    """
+    result = np.full(len(values), np.nan)
+    if len(values) >= window:
+        result[window - 1:] = sliding_window_view(values.to_numpy(dtype=float), window).std(axis=1, ddof=1)
+    return pd.Series(result, index=values.index)
 
 
 def _lookup(table: np.ndarray, day: np.ndarray, column: np.ndarray) -> np.ndarray:
