@@ -24,6 +24,18 @@ def isolated_state_dir(tmp_path, monkeypatch):
     monkeypatch.setenv(db.STATE_DIR_ENV, str(tmp_path / "state"))
 
 
+@pytest.fixture(autouse=True)
+def no_stale_defs_state_storage():
+    """Dagster's `DagsterInstance.__exit__` disposes the instance but never resets the defs-state
+    storage its `__enter__` put in a context variable; after `instance_for_test` has deleted its
+    folder, the next Definitions load in the same worker would read a dead SQLite file. Each test
+    leaves it unset, as a fresh process has it."""
+    yield
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    _current_storage.set(None)
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> LocalCluster:
     # A mode-700 folder: a root-run suite's cluster runs as `postgres`, whose files then live elsewhere.
