@@ -109,7 +109,9 @@ def run_arms(inputs: ReplayInputs, start, end, *, arms: Sequence[ArmConfig] = AR
     panel = FeaturePanel.build(inputs.data, days, config, window_days=90)
     states = {}
     for arm in arms:
-        engine = LoopEngine(inputs.data, arm, start=start, end=end, training_config=config, panel=panel)
+        # Without fold validation (it only adds fold metrics to the model records; decisions are the same).
+        engine = LoopEngine(inputs.data, arm, start=start, end=end, training_config=config, panel=panel,
+                            validate_models=False)
         states[arm.name] = engine.run(progress(arm.name, len(engine.days)) if progress else None)
     return states
 
