@@ -10,7 +10,6 @@ the same days one by one, in date order, in a second database.
 
 import itertools
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -39,20 +38,6 @@ PRODUCT_TABLES = {  # table: the columns that order its rows
 #: When a row was written and how long scoring took differ between any two runs of the same day.
 VOLATILE_COLUMNS = {"created_at", "updated_at"}
 BACKFILL_TIMEOUT_SECONDS = 240
-
-
-@pytest.fixture
-def reference_db_url(pg_cluster, template_url):
-    """A second fresh migrated database: the days materialized one by one."""
-    name = f"t_{os.getpid()}_reference"
-    admin = sa.create_engine(pg_cluster.url("postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE fl_template'))
-    yield pg_cluster.url(name)
-    db.engine_for.cache_clear()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture
@@ -137,7 +122,7 @@ def _product_rows(url: str) -> dict[str, pd.DataFrame]:
 
 
 @pytest.mark.slow
-def test_ui_backfill_of_the_daily_loop_runs_days_in_date_order(backfill_instance, db_url, reference_db_url,
+def test_ui_backfill_of_the_daily_loop_runs_days_in_date_order(backfill_instance, db_url, second_db_url,
                                                                  tmp_path):
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import WorkspaceFileTarget
@@ -146,10 +131,10 @@ def test_ui_backfill_of_the_daily_loop_runs_days_in_date_order(backfill_instance
     asset_keys = _daily_loop_asset_keys()
     assert dg.AssetKey("portfolio_positions") in asset_keys and dg.AssetKey("feature_drift") in asset_keys
     _short_policy(db_url)
-    _short_policy(reference_db_url)
+    _short_policy(second_db_url)
 
     # The same days one by one, in date order, in the reference database.
-    definitions = definitions_for(reference_db_url, tmp_path / "reference")
+    definitions = definitions_for(second_db_url, tmp_path / "reference")
     with dg.instance_for_test() as reference_instance:
         for day in DAYS:
             assert definitions.resolve_job_def("daily_loop_job").execute_in_process(
@@ -175,7 +160,7 @@ def test_ui_backfill_of_the_daily_loop_runs_days_in_date_order(backfill_instance
         assert start >= end, f"the run of {next_day} started before the run of {day} ended"
 
     # (c) the same rows as the days materialized one by one.
-    backfilled, reference = _product_rows(db_url), _product_rows(reference_db_url)
+    backfilled, reference = _product_rows(db_url), _product_rows(second_db_url)
     for table in PRODUCT_TABLES:
         assert len(reference[table]), f"{table}: the days wrote no rows, nothing is compared"
         pd.testing.assert_frame_equal(backfilled[table], reference[table], obj=table)

@@ -7,7 +7,6 @@ other runs it once with the artifact as the re-run had it; both then run NEXT_DA
 fills DAY's queued signals.
 """
 
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -68,19 +67,6 @@ def _champion_model():
                          source="market", weight=1.0)[LABELED_COLUMNS]
     config = TrainingConfig(hyperparameters=Hyperparameters(n_estimators=5, max_depth=2))
     return train_challenger(frame, config, pd.Timestamp("2024-03-01"), validate=False), frame
-
-
-@pytest.fixture
-def second_db_url(pg_cluster, template_url):
-    name = f"t_{os.getpid()}_clean"
-    admin = sa.create_engine(pg_cluster.url("postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE fl_template'))
-    yield pg_cluster.url(name)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 class Loop:
