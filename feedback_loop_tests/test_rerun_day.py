@@ -10,7 +10,6 @@ fills DAY's queued signals.
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -24,11 +23,7 @@ from feedback_loop.lib.loop.engine import HEURISTIC_ARM, LoopData, LoopEngine
 from feedback_loop.lib.loop.history import persist_history
 from feedback_loop.lib.models import registry
 from feedback_loop.lib.models import store as model_store
-from feedback_loop.lib.signals.features import FEATURE_NAMES
 from feedback_loop.lib.training.artifact import BOOSTER_FILE
-from feedback_loop.lib.training.config import Hyperparameters, TrainingConfig
-from feedback_loop.lib.training.labels import LABELED_COLUMNS, label_from_return
-from feedback_loop.lib.training.model import train_challenger
 
 HISTORY_START, HISTORY_END = "2024-02-01", "2024-04-10"
 DAY, NEXT_DAY = "2024-04-11", "2024-04-12"
@@ -44,6 +39,7 @@ DAILY_TABLES = {
 #: The tables whose rows of DAY depend on the model served.
 SERVED_TABLES = ["trading_signals", "ml_predictions", "heuristic_signals"]
 WALL_CLOCK = {"created_at", "updated_at", "latency_ms", "prediction_id"}
+from feedback_loop_tests.harness import small_model
 
 
 @pytest.fixture(scope="module")
@@ -55,18 +51,7 @@ def data():
 
 
 def _champion_model():
-    """A small XGBoost model over the real feature names, so its calls differ from the heuristic's."""
-    rng = np.random.default_rng(0)
-    n = 300
-    t0 = pd.Series(np.sort(rng.choice(pd.bdate_range("2023-01-02", "2024-01-31"), n)))
-    frame = pd.DataFrame({"ticker": rng.choice(["AAA", "BBB"], n), "t0": t0, "t1": t0 + pd.Timedelta(days=28)})
-    x = rng.normal(size=(n, len(FEATURE_NAMES)))
-    frame[FEATURE_NAMES] = x
-    forward = 3 * x[:, 0] + rng.normal(size=n)
-    frame = frame.assign(forward_return_pct=forward, label=label_from_return(forward, TrainingConfig()),
-                         source="market", weight=1.0)[LABELED_COLUMNS]
-    config = TrainingConfig(hyperparameters=Hyperparameters(n_estimators=5, max_depth=2))
-    return train_challenger(frame, config, pd.Timestamp("2024-03-01"), validate=False), frame
+    return small_model("2023-01-02", "2024-01-31", pd.Timestamp("2024-03-01"))
 
 
 class Loop:

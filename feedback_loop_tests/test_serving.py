@@ -12,27 +12,15 @@ from feedback_loop.lib.models import registry, serving
 from feedback_loop.lib.models.registry import ModelRecord
 from feedback_loop.lib.signals.features import FEATURE_NAMES
 from feedback_loop.lib.training.artifact import BOOSTER_FILE, HOLDOUT_FILE, MODEL_FILE, save_model
-from feedback_loop.lib.training.config import Hyperparameters, TrainingConfig
-from feedback_loop.lib.training.labels import LABELED_COLUMNS, label_from_return
-from feedback_loop.lib.training.model import train_challenger
 from feedback_loop.lib.vocab import PredictionRole, ServingPath
+from feedback_loop_tests.harness import small_model
 
 AS_OF = pd.Timestamp("2026-03-02")
 
 
 @pytest.fixture(scope="module")
 def trained():
-    rng = np.random.default_rng(0)
-    n = 300
-    t0 = pd.Series(np.sort(rng.choice(pd.bdate_range("2024-01-02", "2025-12-31"), n)))
-    frame = pd.DataFrame({"ticker": rng.choice(["AAA", "BBB"], n), "t0": t0, "t1": t0 + pd.Timedelta(days=28)})
-    x = rng.normal(size=(n, len(FEATURE_NAMES)))
-    frame[FEATURE_NAMES] = x
-    forward = 3 * x[:, 0] + rng.normal(size=n)
-    frame = frame.assign(forward_return_pct=forward, label=label_from_return(forward, TrainingConfig()),
-                         source="market", weight=1.0)[LABELED_COLUMNS]
-    config = TrainingConfig(hyperparameters=Hyperparameters(n_estimators=5, max_depth=2))
-    return train_challenger(frame, config, AS_OF, validate=False)
+    return small_model("2024-01-02", "2025-12-31", AS_OF)[0]
 
 
 def _record(model, model_id, path, sha256):
