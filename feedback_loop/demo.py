@@ -1,10 +1,11 @@
 """`feedback-loop demo`: the whole loop on synthetic data, recorded in Dagster's Postgres storage.
 
 1. ingest (through Dagster) the synthetic disclosures, politicians and prices;
-2. simulate 12 months of daily history with the engine (the same lib functions the assets
-   call), so there are real positions, outcomes, models and promotions;
-3. materialize the final day through Dagster: the daily loop job, the blend-weight job
-   and a market-labeled retrain with its promotion decision;
+2. 12 months of daily history in one run of `loop_history_job`: the batch driver steps the days
+   in date order and records each day as the daily assets' materializations, each retrain as the
+   training assets', each blend-weight evaluation as `blend_weight`'s (so the UI shows every day);
+3. the final day through the live jobs: the daily loop job, the blend-weight job and a
+   market-labeled retrain with its promotion decision;
 4. print a summary.
 """
 
@@ -16,11 +17,7 @@ import time
 import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
-from tqdm import tqdm
 
-from feedback_loop.lib.ingest import store as ingest
-from feedback_loop.lib.loop.engine import CLOSED_LOOP_ARM, LoopData, LoopEngine
-from feedback_loop.lib.loop.history import persist_history
 from feedback_loop.lib.monitoring.blend_weight import blend_weight_as_of
 from feedback_loop.lib.policy import PortfolioPolicy
 from feedback_loop.lib.store import db
@@ -50,17 +47,8 @@ def _run(job: dg.JobDefinition, instance: dg.DagsterInstance, run_config: dg.Run
     return result
 
 
-def load_loop_data(engine: sa.Engine, end) -> LoopData:
-    with engine.connect() as conn:
-        return LoopData(
-            disclosures=ingest.read_disclosures(conn, as_of=end),
-            prices=ingest.read_prices(conn, end=end),
-            sectors=ingest.read_sectors(conn),
-            politicians=ingest.read_politicians(conn),
-        )
-
-
 def run_demo(echo=print) -> dict:
+    from feedback_loop.defs.history import HistoryConfig
 
     db.migrate(db.engine_for(db.ensure_databases()))
     os.environ.update(db.dagster_environment())
@@ -73,21 +61,13 @@ def run_demo(echo=print) -> dict:
     daily = definitions.resolve_job_def("daily_loop_job")
     _run(daily, instance, partition_key=DEMO_FINAL_DAY, asset_selection=INGEST_ASSETS)
 
-    echo(f"[2/4] simulate daily history {DEMO_HISTORY_START} .. {(final_day - pd.Timedelta(days=1)).date()}")
+    history_end = final_day - pd.Timedelta(days=1)
+    echo(f"[2/4] daily history {DEMO_HISTORY_START} .. {history_end.date()} through Dagster (one loop_history_job run)")
     started = time.perf_counter()
-    # Fold validation only adds fold metrics to each model's record (every decision is the same, and
-    # the demo summary with it); without it a year of retrains takes about 170 s instead of 270 s.
-    loop = LoopEngine(load_loop_data(engine, final_day), CLOSED_LOOP_ARM, start=DEMO_HISTORY_START,
-                      end=final_day - pd.Timedelta(days=1), validate_models=False)
-    with tqdm(total=len(loop.days), unit="day", disable=None) as bar:
-        def progress(day, figures):
-            bar.set_postfix_str(f"{day.date()} equity ${figures['equity']:,.0f} trades {figures['trades']} "
-                                f"w={figures['blend_weight']:.2f}", refresh=False)
-            bar.update()
-        state = loop.run(progress)
+    _run(definitions.resolve_job_def("loop_history_job"), instance, run_config=dg.RunConfig(ops={
+        "step_history_days": HistoryConfig(start=DEMO_HISTORY_START, end=f"{history_end:%Y-%m-%d}")}))
     simulated_s = time.perf_counter() - started
-    written = persist_history(engine, state, db.state_dir() / "models")
-    echo(f"      {len(loop.days)} trading days simulated in {simulated_s:.1f}s; wrote {written}")
+    echo(f"      recorded in {simulated_s:.1f}s")
 
     echo(f"[3/4] materialize {DEMO_FINAL_DAY} through Dagster: daily loop, blend weight, retrain + promotion")
     _run(daily, instance, partition_key=DEMO_FINAL_DAY)

@@ -55,7 +55,7 @@ def _ny(*args) -> dt.datetime:
 
 def _schedule_context(loaded: dg.Definitions, scheduled_execution_time: dt.datetime):
     """What the daemon passes a schedule: its tick time and the repository (to resolve partition keys)."""
-    return dg.build_schedule_context(repository_def=loaded.get_repository_def(),
+    return dg.build_schedule_context(repository_def=loaded.get_repository_def(), resources=loaded.resources,
                                      scheduled_execution_time=scheduled_execution_time)
 
 
@@ -108,6 +108,19 @@ def test_schedule_run_request_for_a_tick(loaded, name):
         assert _training_config(request) == {**expected, "num_classes": 5}
         assert dg.validate_run_config(job, request.run_config)
     assert request.run_key, "a run key makes a re-evaluated tick idempotent"
+
+
+def test_daily_schedule_skips_a_day_the_source_has_no_price_for(loaded):
+    """The demo's prices end in 2024: a weekday tick after that skips with the reason instead of
+    launching a run whose blocking SPY-freshness check would fail."""
+    last = loaded.resources["price_source"].last_market_day()
+    tick = _ny(last.year, last.month, last.day, 17, 30) + dt.timedelta(days=7)
+    while tick.weekday() >= 5:
+        tick += dt.timedelta(days=1)
+    data = loaded.get_repository_def().get_schedule_def("daily_loop_schedule").evaluate_tick(
+        _schedule_context(loaded, tick))
+    assert not data.run_requests
+    assert f"its last is {last.date()}" in data.skip_message
 
 
 def test_schedule_ticks_fall_on_new_york_times(loaded):

@@ -24,6 +24,22 @@ def loaded() -> dg.Definitions:
     return project_defs()
 
 
+def test_the_loop_closes_in_lineage(loaded):
+    """The model in service and the blend weight in force are inputs of trading_signals: outcomes feed
+    training and the blend weight, which feed the next signals; blend_weight of D-1 feeds signals of D."""
+    graph = loaded.resolve_asset_graph()
+
+    def upstream(key: str) -> set[str]:
+        return {k.to_user_string() for k in graph.get_ancestor_asset_keys(dg.AssetKey(key))}
+
+    assert {"promotion_decision", "champion_in_service", "blend_weight", "signal_outcomes",
+            "outcome_labeled_set", "challenger_model"} <= upstream("trading_signals")
+    mapping = graph.get_partition_mapping(dg.AssetKey("trading_signals"), dg.AssetKey("blend_weight"))
+    assert isinstance(mapping, dg.TimeWindowPartitionMapping)
+    assert (mapping.start_offset, mapping.end_offset) == (-1, -1)
+    assert graph.toposorted_asset_keys  # acyclic
+
+
 def _checks_of_job(job: dg.JobDefinition) -> set[dg.AssetCheckKey]:
     """The asset checks a job executes (its asset graph holds only what the job selects)."""
     return set(job.asset_layer.asset_graph.asset_check_keys)
@@ -33,7 +49,8 @@ def test_definitions_load_and_validate(loaded):
     dg.Definitions.validate_loadable(loaded)
     repository = loaded.get_repository_def()  # resolves every job, schedule, sensor and resource binding
     jobs = {job.name for job in repository.get_all_jobs() if not job.name.startswith("__")}
-    assert jobs == {"daily_loop_job", "blend_weight_job", "market_retrain_job", "outcome_retrain_job"}
+    assert jobs == {"daily_loop_job", "blend_weight_job", "market_retrain_job", "outcome_retrain_job",
+                    "loop_history_job"}
     assert {s.name for s in repository.schedule_defs} == {
         "daily_loop_schedule", "blend_weight_schedule", "market_retrain_schedule", "outcome_retrain_schedule"}
     assert {s.name for s in repository.sensor_defs} == {

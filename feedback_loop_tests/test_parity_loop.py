@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from feedback_loop import batch
-from feedback_loop.demo import load_loop_data
+from feedback_loop.defs.history import load_loop_data
 from feedback_loop.lib.loop import engine as engine_module
 from feedback_loop.lib.loop.engine import CLOSED_LOOP_ARM, LoopEngine
 from feedback_loop.lib.loop.history import persist_history

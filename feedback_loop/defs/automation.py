@@ -12,11 +12,13 @@ request whose training inputs already have a run (same training key) is merged i
 import json
 
 import dagster as dg
+import pandas as pd
 import sqlalchemy as sa
 
-from feedback_loop.defs.resources import DatabaseResource
+from feedback_loop.defs.resources import DatabaseResource, PriceSourceResource
 from feedback_loop.defs.training import training_run_config
 from feedback_loop.lib import rules
+from feedback_loop.lib.frames import MARKET_TICKER
 from feedback_loop.lib.loop.sensor_inputs import sensor_inputs
 from feedback_loop.lib.monitoring import blend_weight as blend_weight_lib
 from feedback_loop.lib.vocab import RetrainTrigger
@@ -53,9 +55,14 @@ RETRAIN_JOBS = (market_retrain_job, outcome_retrain_job)
 
 @dg.schedule(job=daily_loop_job, cron_schedule=rules.DAILY_LOOP_CRON, execution_timezone=rules.SCHEDULE_TIMEZONE,
              default_status=dg.DefaultScheduleStatus.RUNNING)
-def daily_loop_schedule(context: dg.ScheduleEvaluationContext):
-    """After the close on weekdays; a market holiday materializes as 'not a trading day'."""
+def daily_loop_schedule(context: dg.ScheduleEvaluationContext, price_source: PriceSourceResource):
+    """After the close on weekdays. A day the price source has no price for skips with the reason (a
+    market holiday, or a source that ends before the day, such as the demo's data)."""
     day = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    last = price_source.last_market_day()
+    if last is None or last < pd.Timestamp(day):
+        return dg.SkipReason(f"the price source has no {MARKET_TICKER} price for {day} "
+                             f"(its last is {last.date() if last is not None else 'none'}): nothing to run")
     return dg.RunRequest(run_key=day, partition_key=day)
 
 

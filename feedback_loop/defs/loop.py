@@ -10,6 +10,7 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
+from feedback_loop.defs import metadata as md
 from feedback_loop.defs.partitions import daily_partitions
 from feedback_loop.defs.resources import DatabaseResource
 from feedback_loop.lib.frames import MARKET_TICKER
@@ -25,7 +26,7 @@ from feedback_loop.lib.portfolio.broker import (
     read_policy,
     send_live_orders,
 )
-from feedback_loop.lib.portfolio.paper import step_portfolio
+from feedback_loop.lib.portfolio.paper import PortfolioState, step_portfolio
 from feedback_loop.lib.portfolio.shadow import (
     candidate_calls,
     shadow_outcomes_of_candidates,
@@ -71,8 +72,104 @@ def _not_a_trading_day(day: pd.Timestamp) -> dg.MaterializeResult:
                                           "note": f"{day.date()} has no SPY price: nothing to do"})
 
 
-def _md(frame: pd.DataFrame) -> dg.MetadataValue:
-    return dg.MetadataValue.md(frame.to_markdown(index=False) if len(frame) else "_none_")
+def model_link(instance: dg.DagsterInstance | None, model_id: str | None) -> dict:
+    """`model_version` as a link to the model's `challenger_model` materialization, when there is one."""
+    if instance is None or model_id is None:
+        return {}
+    for event in instance.fetch_materializations(dg.AssetKey("challenger_model"), limit=500).records:
+        materialization = event.asset_materialization
+        entry = materialization.metadata.get("model_id") if materialization else None
+        if entry is not None and getattr(entry, "value", entry) == model_id:
+            return {"model": dg.MetadataValue.url(f"/assets/challenger_model?asOf={int(event.timestamp * 1000)}")}
+    return {}
+
+
+# --------------------------------------------------------------- metadata of each day (both drivers)
+def features_metadata(features: pd.DataFrame) -> dict:
+    share = (features.drop(columns=["ticker", "as_of"]).notna().mean() if len(features)
+             else pd.Series(dtype=float))
+    return {"dagster/row_count": len(features),
+            "feature_completeness": md.table(share.rename_axis("feature").reset_index(name="share_present"))}
+
+
+def heuristic_metadata(scored: pd.DataFrame) -> dict:
+    types = scored["heuristic_signal_type"] if len(scored) else None
+    return {"dagster/row_count": len(scored), "by_type": md.counts(types, "signal_type")}
+
+
+def signals_metadata(signals: pd.DataFrame, *, blend_weight: float, serving_path: ServingPath,
+                     model_version: str | None, shadow_model_version: str | None, fallback_rate: float | None,
+                     failures: list | None = None, latency: dict | None = None) -> dict:
+    status = signals["status"] if len(signals) else pd.Series(dtype=str)
+    queued = signals[status == SignalStatus.QUEUED.value] if len(signals) else signals
+    return {
+        "dagster/row_count": len(signals),
+        **md.numbers({
+            "queued": len(queued),
+            "blend_weight": blend_weight,
+            "fallback": serving_path in (ServingPath.PREVIOUS_CHAMPION, ServingPath.HEURISTIC_FALLBACK),
+            f"fallback_rate_{FALLBACK_RATE_WINDOW_DAYS}d": fallback_rate,
+            "min_queued_confidence": queued["confidence"].min() if len(queued) else None,
+            **{f"scoring_latency_{k}": v for k, v in (latency or {}).items()},
+        }),
+        "by_status": md.counts(status if len(signals) else None, "status"),
+        "serving_path": serving_path.value,
+        "model_version": model_version or "none",
+        "shadow_model_version": shadow_model_version or "none",
+        **({"serving_failures": dg.MetadataValue.json(failures)} if failures else {}),
+    }
+
+
+def positions_metadata(state: PortfolioState, updates: pd.DataFrame | None, day: pd.Timestamp,
+                       trading_mode: str) -> dict:
+    positions = state.positions
+    today = state.equity.iloc[-1]
+    fills = (updates.merge(positions[["signal_id", "ticker"]], on="signal_id", how="left")
+             if updates is not None and len(updates) else None)
+    metadata = {
+        "dagster/row_count": len(positions),
+        **md.numbers({
+            "open_positions": int((positions["status"] == "open").sum()),
+            "opened_today": int((positions["entry_date"] == day).sum()),
+            "closed_today": int((positions["exit_date"] == day).sum()),
+            "equity_usd": today["equity_usd"], "cash_usd": today["cash_usd"],
+        }),
+        "trading_mode": trading_mode,
+        "fills": md.table(fills),
+    }
+    if trading_mode == TradingMode.LIVE.value:
+        metadata["WARNING"] = dg.MetadataValue.md("**LIVE TRADING IS ON: orders go to the broker with real money.**")
+    return metadata
+
+
+def outcomes_metadata(totals: dict, today: pd.DataFrame | None, recomputed: int, shadow_today: int) -> dict:
+    closed = today if today is not None and len(today) else None
+    return {
+        "dagster/row_count": totals["outcomes"],
+        "closed_today": 0 if closed is None else len(closed),
+        "recomputed": recomputed,
+        "shadow_resolved": totals["shadow_outcomes"],
+        "shadow_resolved_today": shadow_today,
+        "shadow_of_generated_signals": totals["shadow_outcomes_of_generated_signals"],
+        "by_outcome": md.table(pd.DataFrame({"outcome": list(totals["by_outcome"]),
+                                             "rows": list(totals["by_outcome"].values())})),
+        "today": md.table(closed, ["ticker", "return_pct", "outcome", "exit_reason"]),
+    }
+
+
+def performance_metadata(equity: pd.DataFrame, metrics: dict, png: bytes | None) -> dict:
+    return {
+        "dagster/row_count": len(equity),
+        **md.numbers({k: v for k, v in metrics.items() if isinstance(v, (int, float)) or v is None}),
+        **({"equity_curve": dg.MetadataValue.md(png_markdown(png, "equity vs SPY"))} if png else {}),
+    }
+
+
+def champion_metadata(model_id: str | None, version: str | None, since, trained_as_of, link: dict) -> dict:
+    if model_id is None:
+        return {"model_version": "none", "note": "no champion yet: signals are the heuristic's"}
+    return {"model_id": model_id, "model_version": version, "serving_since": str(pd.Timestamp(since).date()),
+            "trained_as_of": str(pd.Timestamp(trained_as_of).date()), **link}
 
 
 @dg.asset(
@@ -94,11 +191,7 @@ def ticker_features(context: dg.AssetExecutionContext, database: DatabaseResourc
     features = compute_ticker_features(disclosures, prices, as_of_dates=[day], sectors=sectors)
     with engine.begin() as conn:
         loop_store.replace_features(conn, day, features)
-    completeness = features.drop(columns=["ticker", "as_of"]).notna().mean().round(3)
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": len(features),
-        "feature_completeness": dg.MetadataValue.json(completeness.to_dict()),
-    })
+    return dg.MaterializeResult(metadata=features_metadata(features))
 
 
 @dg.asset(
@@ -114,16 +207,29 @@ def heuristic_signals(context: dg.AssetExecutionContext, database: DatabaseResou
     scored = score_heuristic(features) if len(features) else features
     with engine.begin() as conn:
         loop_store.replace_heuristic(conn, day, scored)
-    counts = scored["heuristic_signal_type"].value_counts() if len(scored) else pd.Series(dtype=int)
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": len(scored),
-        "by_type": dg.MetadataValue.json({str(k): int(v) for k, v in counts.items()}),
-    })
+    return dg.MaterializeResult(metadata=heuristic_metadata(scored))
+
+
+@dg.asset(
+    group_name="signals", kinds={"python", "postgres"}, owners=["team:ml"], partitions_def=daily_partitions,
+    deps=["promotion_decision"],
+    description=("The model serving the signals of the partition date: the latest deployment effective on or before "
+                 "it (a promotion decided on D serves from D+1; a rollback restores the model before)."),
+)
+def champion_in_service(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
+    day = as_of_date(context)
+    with database.get_engine().connect() as conn:
+        record = registry.champion_as_of(conn, day)
+        since = registry.champion_since(conn, day)
+    if record is None:
+        return dg.MaterializeResult(metadata=champion_metadata(None, None, None, None, {}))
+    return dg.MaterializeResult(metadata=champion_metadata(
+        record.model_id, record.version, since, record.trained_as_of, model_link(context.instance, record.model_id)))
 
 
 @dg.asset(
     group_name="signals", kinds={"python", "xgboost", "postgres"}, owners=OWNERS, partitions_def=daily_partitions,
-    deps=[heuristic_signals],
+    deps=[heuristic_signals, champion_in_service, previous_day("blend_weight")],
     description=("Heuristic blended with the champion in force on the partition date (sha256-verified; falls back "
                  "to the previous champion, then to heuristic only). Signals under the persisted min_signal_confidence "
                  f"(default {DEFAULTS.min_signal_confidence}) are not generated, under min_queue_confidence (default "
@@ -143,7 +249,9 @@ def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResourc
     if not len(heuristic):
         with engine.begin() as conn:
             loop_store.replace_signals(conn, day, pd.DataFrame(), pd.DataFrame())
-        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "serving_path": served.serving_path.value})
+        return dg.MaterializeResult(metadata=signals_metadata(
+            heuristic, blend_weight=weight, serving_path=served.serving_path, model_version=None,
+            shadow_model_version=None, fallback_rate=None))
     ml, log = None, []
     if served.model is not None:
         ml, champion_log = serving.score_with_logging(served.model, served.record, heuristic,
@@ -167,29 +275,22 @@ def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResourc
         if len(logged):
             serving.write_predictions(conn, logged)
         rate = loop_store.fallback_rate(conn, day - pd.Timedelta(days=FALLBACK_RATE_WINDOW_DAYS - 1), day)
-    status = signals["status"].value_counts() if len(signals) else pd.Series(dtype=int)
     latency = serving.latency_summary(predictions) if len(predictions) else {}
     return dg.MaterializeResult(metadata={
-        "dagster/row_count": len(signals),
-        "queued": int(status.get(SignalStatus.QUEUED.value, 0)),
-        "by_status": dg.MetadataValue.json({str(k): int(v) for k, v in status.items()}),
-        "blend_weight": float(weight),
-        "serving_path": served.serving_path.value,
-        "serving_failures": dg.MetadataValue.json(served.failures),
-        "model_version": served.record.version if served.record else "none",
-        "shadow_model_version": candidate.record.version if candidate.record else "none",
-        "fallback": served.serving_path in (ServingPath.PREVIOUS_CHAMPION, ServingPath.HEURISTIC_FALLBACK),
-        f"fallback_rate_{FALLBACK_RATE_WINDOW_DAYS}d": float(rate) if rate is not None else float("nan"),
-        **{f"scoring_latency_{k}": float(v) for k, v in latency.items()},
-        "min_queued_confidence": float(signals.loc[signals["status"] == SignalStatus.QUEUED.value, "confidence"].min())
-        if int(status.get(SignalStatus.QUEUED.value, 0)) else float("nan"),
+        **signals_metadata(signals, blend_weight=weight, serving_path=served.serving_path,
+                           model_version=served.record.version if served.record else None,
+                           shadow_model_version=candidate.record.version if candidate.record else None,
+                           fallback_rate=rate, failures=served.failures, latency=latency),
+        **model_link(context.instance, served.record.model_id if served.record else None),
     })
 
 
 @dg.asset(
     group_name="portfolio", kinds={"python", "postgres"}, owners=["team:trading"], partitions_def=daily_partitions,
-    deps=[trading_signals, previous_day("portfolio_positions")],
-    description=("Paper executor: signals queued at the previous close fill at this day's open; exits (by default "
+    deps=["market_prices", previous_day("portfolio_positions")],
+    description=("Paper executor: signals queued at the previous close (trading_signals of the previous trading day, "
+                 "read from Postgres: declaring that edge would close a cycle in the asset graph) fill at this day's "
+                 "open; exits (by default "
                  f"timeout {DEFAULTS.max_hold_days}d, {DEFAULTS.trailing_stop_frac:.0%} trailing stop, "
                  f"{DEFAULTS.atr_stop_multiple}×ATR stop loss) are checked at the close. Live mode goes to the broker only "
                  "when explicitly enabled."),
@@ -213,22 +314,8 @@ def portfolio_positions(context: dg.AssetExecutionContext, database: DatabaseRes
             today=exchange_today(dt.datetime.now(dt.UTC)), trading_mode=policy.trading_mode)
     with engine.begin() as conn:
         loop_store.replace_portfolio_day(conn, day, previous, state, updates)
-    positions = state.positions
-    today = state.equity.iloc[-1]
-    metadata = {
-        "dagster/row_count": len(positions),
-        "open_positions": int((positions["status"] == "open").sum()),
-        "opened_today": int((positions["entry_date"] == day).sum()),
-        "closed_today": int((positions["exit_date"] == day).sum()),
-        "equity_usd": float(today["equity_usd"]),
-        "cash_usd": float(today["cash_usd"]),
-        "trading_mode": policy.trading_mode,
-        "fills": _md(updates.merge(positions[["signal_id", "ticker"]], on="signal_id", how="left")),
-        **live_orders,
-    }
-    if policy.trading_mode == TradingMode.LIVE.value:
-        metadata["WARNING"] = dg.MetadataValue.md("**LIVE TRADING IS ON: orders go to the broker with real money.**")
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata={**positions_metadata(state, updates, day, policy.trading_mode),
+                                          **live_orders})
 
 
 @dg.asset(
@@ -256,16 +343,7 @@ def signal_outcomes(context: dg.AssetExecutionContext, database: DatabaseResourc
         loop_store.write_shadow(conn, shadow)
         totals = loop_store.outcome_totals(conn, day)
     today = outcome_rows[outcome_rows["exit_date"] == day] if len(outcome_rows) else outcome_rows
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": totals["outcomes"],
-        "closed_today": len(today),
-        "outcomes": dg.MetadataValue.json(totals["by_outcome"]),
-        "outcomes_recomputed": len(outcome_rows),
-        "shadow_outcomes_resolved": totals["shadow_outcomes"],
-        "shadow_outcomes_resolved_today": len(shadow),
-        "shadow_outcomes_of_generated_signals": totals["shadow_outcomes_of_generated_signals"],
-        "today": _md(today[["ticker", "return_pct", "outcome", "exit_reason"]] if len(today) else today),
-    })
+    return dg.MaterializeResult(metadata=outcomes_metadata(totals, today, len(outcome_rows), len(shadow)))
 
 
 @dg.asset(
@@ -289,9 +367,4 @@ def portfolio_performance(context: dg.AssetExecutionContext, database: DatabaseR
     with engine.begin() as conn:
         loop_store.write_performance_history(conn, day, "portfolio", metrics,
                                              champion.model_id if champion else None)
-    numbers = {k: (float(v) if v is not None else None) for k, v in metrics.items() if isinstance(v, (int, float)) or v is None}
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": len(equity),
-        **{k: v for k, v in numbers.items() if v is not None},
-        "equity_curve": dg.MetadataValue.md(png_markdown(png, "equity vs SPY")),
-    })
+    return dg.MaterializeResult(metadata=performance_metadata(equity, metrics, png))

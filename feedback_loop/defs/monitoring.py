@@ -4,6 +4,7 @@
 import dagster as dg
 import pandas as pd
 
+from feedback_loop.defs import metadata as md
 from feedback_loop.defs.partitions import daily_partitions
 from feedback_loop.defs.resources import DatabaseResource
 from feedback_loop.lib.models import registry
@@ -16,6 +17,30 @@ from feedback_loop.lib.training.artifact import ArtifactIntegrityError
 from feedback_loop.lib.training.config import TrainingConfig
 
 OWNERS = ["team:ml"]
+
+
+def blend_metadata(decision, counts: dict) -> dict:
+    return md.numbers({
+        "old_weight": decision.old_weight, "new_weight": decision.new_weight, "changed": decision.changed,
+        "reason": decision.reason, "sample_size": decision.sample_size,
+        "ml_win_rate": decision.ml_win_rate, "heuristic_win_rate": decision.heuristic_win_rate,
+        "ml_breakevens": counts["ml_breakevens"], "heuristic_breakevens": counts["heuristic_breakevens"],
+    })
+
+
+def drift_metadata(report, model_version: str) -> dict:
+    ks = pd.DataFrame([{"feature": name, "ks_statistic": r.statistic, "live_rows": r.n_live}
+                       for name, r in report.ks.items()])
+    return {
+        "recommendation": report.recommendation.value,
+        "reason": report.reason,
+        **md.numbers({"score_psi": report.psi, "rolling_accuracy": report.rolling_accuracy,
+                      "validation_accuracy": report.validation_accuracy, "live_rows": report.live_rows,
+                      "reference_rows": report.reference_rows, "resolved_outcomes": report.resolved_outcomes}),
+        "drifting_features": ", ".join(report.drifting_features) or "none",
+        "ks_statistics": md.table(ks),
+        "model_version": model_version,
+    }
 
 
 @dg.asset(
@@ -33,13 +58,7 @@ def blend_weight(context: dg.AssetExecutionContext, database: DatabaseResource) 
     decision, counts = blend_weight_lib.decide_blend_weight(shadow, day, current, since)
     with engine.begin() as conn:
         blend_weight_lib.apply_blend_weight(conn, decision, day)
-    return dg.MaterializeResult(metadata={
-        "old_weight": decision.old_weight, "new_weight": decision.new_weight, "changed": decision.changed,
-        "reason": decision.reason, "sample_size": decision.sample_size,
-        "ml_win_rate": decision.ml_win_rate if decision.ml_win_rate is not None else float("nan"),
-        "heuristic_win_rate": decision.heuristic_win_rate if decision.heuristic_win_rate is not None else float("nan"),
-        "ml_breakevens": counts["ml_breakevens"], "heuristic_breakevens": counts["heuristic_breakevens"],
-    })
+    return dg.MaterializeResult(metadata=blend_metadata(decision, counts))
 
 
 @dg.asset(
@@ -76,16 +95,4 @@ def feature_drift(context: dg.AssetExecutionContext, database: DatabaseResource)
                                 hits, record.metrics.get("accuracy"), FEATURE_NAMES)
     with engine.begin() as conn:
         drift.write_drift_report(conn, report, day, record.model_id)
-    ks_rows = "\n".join(f"| {name} | {r.statistic if r.statistic is None else round(r.statistic, 4)} | {r.n_live} |"
-                        for name, r in report.ks.items())
-    return dg.MaterializeResult(metadata={
-        "recommendation": report.recommendation.value,
-        "reason": report.reason,
-        "score_psi": report.psi if report.psi is not None else float("nan"),
-        "drifting_features": dg.MetadataValue.json(report.drifting_features),
-        "ks_statistics": dg.MetadataValue.md("| feature | KS | live rows |\n|---|---|---|\n" + ks_rows),
-        "rolling_accuracy": report.rolling_accuracy if report.rolling_accuracy is not None else float("nan"),
-        "validation_accuracy": report.validation_accuracy if report.validation_accuracy is not None else float("nan"),
-        "live_rows": report.live_rows, "reference_rows": report.reference_rows,
-        "resolved_outcomes": report.resolved_outcomes, "model_version": record.version,
-    })
+    return dg.MaterializeResult(metadata=drift_metadata(report, record.version))

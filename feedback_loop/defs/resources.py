@@ -140,6 +140,13 @@ class PriceSourceResource(dg.ConfigurableResource):
             return YFinancePriceSource([], start=self.yfinance_start, end=pd.Timestamp.today().normalize())
         raise dg.Failure(f"unknown price source kind {self.kind!r} (synthetic | files | yfinance)")
 
+    def last_market_day(self):
+        """The last date the source has a SPY price for (None when it has none)."""
+        from feedback_loop.lib.frames import MARKET_TICKER
+
+        dates = self.get_source().load_prices([MARKET_TICKER])["date"]
+        return dates.max() if len(dates) else None
+
 
 @dg.definitions
 def resources() -> dg.Definitions:

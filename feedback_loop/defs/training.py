@@ -5,6 +5,7 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
+from feedback_loop.defs import metadata as md
 from feedback_loop.defs.resources import DatabaseResource
 from feedback_loop.lib.models import flow as training_flow
 from feedback_loop.lib.models import store as model_store
@@ -47,30 +48,67 @@ def resolve_as_of(config: TrainingRunConfig, conn: sa.Connection) -> pd.Timestam
     return latest
 
 
+#: The metrics a comparison shows, challenger beside champion.
+COMPARED_METRICS = ["accuracy", "f1_weighted", "roc_auc_ovr", "brier", "log_loss", "ece"]
+
+
 def model_metadata(model, record) -> dict:
     """What a person reads about a challenger in the UI: holdout metrics, folds, importance, calibration."""
     metrics = model.metrics
-    numbers = {f"holdout_{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
-    fold_lines = ["| validation | fold | accuracy | f1_weighted |", "|---|---|---|---|"]
-    for scheme, folds in metrics.get("folds", {}).items():
-        for i, fold in enumerate(folds.get("per_fold", []) if isinstance(folds, dict) else folds):
-            fold_lines.append(f"| {scheme} | {i} | {fold.get('accuracy', float('nan')):.4f} | {fold.get('f1_weighted', float('nan')):.4f} |")
+    holdout = {(k if k.startswith("holdout_") else f"holdout_{k}"): v for k, v in metrics.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    folds = [{"validation": scheme, "fold": i, "accuracy": fold.get("accuracy"), "f1_weighted": fold.get("f1_weighted")}
+             for scheme, runs in metrics.get("folds", {}).items()
+             for i, fold in enumerate(runs.get("per_fold", []) if isinstance(runs, dict) else runs)]
     importance = sorted(model.feature_importance.items(), key=lambda kv: -kv[1])
     return {
-        **numbers,
+        **md.numbers(holdout),
         "model_id": record.model_id, "version": record.version, "status": record.status,
-        "artifact_sha256": record.artifact_sha256,
-        "folds": dg.MetadataValue.md("\n".join(fold_lines)),
-        "feature_importance": dg.MetadataValue.md(
-            "| feature | gain |\n|---|---|\n" + "\n".join(f"| {k} | {v:.4f} |" for k, v in importance)),
-        "calibration_curve": dg.MetadataValue.md(png_markdown(model.calibration_png, "calibration on the holdout")),
+        "artifact_sha256": record.artifact_sha256 or "",
+        "folds": md.table(pd.DataFrame(folds, columns=["validation", "fold", "accuracy", "f1_weighted"])),
+        "feature_importance": md.table(pd.DataFrame(importance, columns=["feature", "gain"])),
+        **({"calibration_curve": dg.MetadataValue.md(png_markdown(model.calibration_png, "calibration on the holdout"))}
+           if model.calibration_png else {}),
         "model_card": dg.MetadataValue.json(record.model_card),
     }
 
 
-def _dropped_md(dropped: dict[str, int]) -> dg.MetadataValue:
-    rows = "\n".join(f"| {reason} | {count} |" for reason, count in dropped.items())
-    return dg.MetadataValue.md("| reason | rows |\n|---|---|\n" + rows if rows else "_no rows dropped_")
+def labeled_metadata(labeled: LabeledSet, as_of: pd.Timestamp, with_classes: bool) -> dict:
+    dropped = pd.DataFrame({"reason": list(labeled.dropped), "rows": list(labeled.dropped.values())})
+    metadata = {"dagster/row_count": len(labeled.frame), "as_of": str(as_of.date()), "dropped_by_reason": md.table(dropped)}
+    if with_classes:
+        metadata["class_counts"] = md.counts(labeled.frame["label"] if len(labeled.frame) else None, "label")
+    return metadata
+
+
+def blended_metadata(frame: pd.DataFrame, as_of: pd.Timestamp, use_outcomes: bool) -> dict:
+    return {"dagster/row_count": len(frame), "as_of": str(as_of.date()),
+            "rows_by_source": md.counts(frame["source"] if len(frame) else None, "source"),
+            "use_outcomes": use_outcomes}
+
+
+def check_results(checks) -> list[dg.AssetCheckResult]:
+    """The training-set checks (lib) as Dagster check results of `blended_training_set`."""
+    return [dg.AssetCheckResult(
+        asset_key="blended_training_set", check_name=check.name, passed=bool(check.passed),
+        severity=dg.AssetCheckSeverity.ERROR if check.severity == "ERROR" else dg.AssetCheckSeverity.WARN,
+        metadata={k: dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v
+                  for k, v in md.numbers(check.metadata).items()},
+    ) for check in checks]
+
+
+def promotion_metadata(promoted: bool, reason: str, new_metrics: dict, current_metrics: dict | None,
+                       holdout_rows: int, png: bytes | None = None) -> dict:
+    comparison = pd.DataFrame({
+        "metric": COMPARED_METRICS,
+        "challenger": [new_metrics.get(k) for k in COMPARED_METRICS],
+        "champion": [current_metrics.get(k) if current_metrics else None for k in COMPARED_METRICS],
+    })
+    return {
+        "promoted": promoted, "reason": reason, "holdout_rows": holdout_rows,
+        "comparison": md.table(comparison),
+        **({"comparison_plot": dg.MetadataValue.md(png_markdown(png, "champion vs challenger"))} if png else {}),
+    }
 
 
 @dg.asset(
@@ -83,11 +121,7 @@ def market_labeled_set(config: TrainingRunConfig, database: DatabaseResource) ->
     with database.get_engine().connect() as conn:
         as_of = resolve_as_of(config, conn)
         labeled = training_flow.market_set(conn, as_of, training)
-    return dg.Output(labeled.frame, metadata={
-        "dagster/row_count": len(labeled.frame), "as_of": str(as_of.date()),
-        "dropped_by_reason": _dropped_md(labeled.dropped),
-        "class_counts": dg.MetadataValue.json(labeled.frame["label"].value_counts().sort_index().to_dict()),
-    })
+    return dg.Output(labeled.frame, metadata=labeled_metadata(labeled, as_of, with_classes=True))
 
 
 @dg.asset(
@@ -100,10 +134,7 @@ def outcome_labeled_set(config: TrainingRunConfig, database: DatabaseResource) -
     with database.get_engine().connect() as conn:
         as_of = resolve_as_of(config, conn)
         labeled = training_flow.outcome_set(conn, as_of, training)
-    return dg.Output(labeled.frame, metadata={
-        "dagster/row_count": len(labeled.frame), "as_of": str(as_of.date()),
-        "dropped_by_reason": _dropped_md(labeled.dropped),
-    })
+    return dg.Output(labeled.frame, metadata=labeled_metadata(labeled, as_of, with_classes=False))
 
 
 @dg.asset(
@@ -119,18 +150,8 @@ def blended_training_set(config: TrainingRunConfig, database: DatabaseResource,
     with database.get_engine().connect() as conn:
         as_of = resolve_as_of(config, conn)
     frame = blend_sets(LabeledSet(market_labeled_set), LabeledSet(outcome_labeled_set), training)
-    yield dg.Output(frame, metadata={
-        "dagster/row_count": len(frame), "as_of": str(as_of.date()),
-        "rows_by_source": dg.MetadataValue.json(frame["source"].value_counts().to_dict()),
-        "use_outcomes": training.use_outcomes,
-    })
-    for check in training_set_checks(frame, training, as_of):
-        yield dg.AssetCheckResult(
-            check_name=check.name, passed=bool(check.passed),
-            severity=dg.AssetCheckSeverity.ERROR if check.severity == "ERROR" else dg.AssetCheckSeverity.WARN,
-            metadata={k: (float(v) if isinstance(v, (int, float)) else dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else str(v))
-                      for k, v in check.metadata.items()},
-        )
+    yield dg.Output(frame, metadata=blended_metadata(frame, as_of, training.use_outcomes))
+    yield from check_results(training_set_checks(frame, training, as_of))
 
 
 @dg.asset(
@@ -166,11 +187,6 @@ def promotion_decision(context: dg.AssetExecutionContext, config: TrainingRunCon
         as_of = resolve_as_of(config, conn)
     result = training_flow.decide_and_apply(engine, challenger_model["model_id"], as_of=as_of,
                                             trigger=config.trigger, run_id=context.run_id)
-    return dg.MaterializeResult(metadata={
-        "promoted": result.decision.promote,
-        "reason": result.decision.reason,
-        "comparison": dg.MetadataValue.md(result.table_markdown()),
-        **({"comparison_plot": dg.MetadataValue.md(png_markdown(result.png, "champion vs challenger"))}
-           if result.png else {}),
-        "holdout_rows": result.holdout_rows,
-    })
+    return dg.MaterializeResult(metadata=promotion_metadata(
+        result.decision.promote, result.decision.reason, result.new_metrics, result.current_metrics,
+        result.holdout_rows, result.png))

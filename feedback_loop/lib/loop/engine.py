@@ -19,7 +19,7 @@ training date, and the portfolio only sees prices up to D.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,6 +134,40 @@ class LoopState:
         return pd.concat(self.outcomes, ignore_index=True)
 
 
+@dataclass
+class RetrainRecord:
+    """One training run of the loop: its request, labeled sets, checks and, if trained, the decision."""
+
+    request: rules.RetrainRequest
+    market: object  # LabeledSet
+    outcome: object | None  # LabeledSet or None
+    training: pd.DataFrame
+    checks: list
+    event: dict
+    model_id: str | None = None
+    comparison: dict | None = None
+
+
+@dataclass
+class DayRecord:
+    """What the loop did on one trading day, in the order the drivers do it: what a recorder needs
+    to report the day as the assets' materializations (`defs.history`)."""
+
+    day: pd.Timestamp
+    retrains: list[RetrainRecord] = field(default_factory=list)
+    updates: pd.DataFrame | None = None
+    closed: pd.DataFrame | None = None
+    shadow_resolved: pd.DataFrame | None = None
+    features: pd.DataFrame | None = None
+    heuristic: pd.DataFrame | None = None
+    signals: pd.DataFrame | None = None
+    serving_path: ServingPath | None = None
+    shadow_model_id: str | None = None
+    blend: tuple | None = None  # (BlendWeightDecision, counts)
+    drift: dict | None = None
+    drift_skipped: str | None = None
+
+
 @dataclass(frozen=True)
 class FeaturePanel:
     """Causal features precomputed once: daily scoring rows and per-filing training rows."""
@@ -189,11 +223,21 @@ class LoopEngine:
 
     # ---------------------------------------------------------------- the day
     def run(self, progress: Callable[[pd.Timestamp, dict], None] | None = None) -> LoopState:
+        for record in self.step_days():
+            if progress:
+                progress(record.day, self.key_figures())
+        return self.state
+
+    def step_days(self) -> Iterator[DayRecord]:
+        """Step the days in date order, yielding each day's record after its last step."""
+        self.record = DayRecord(self.days[0])
         if self.arm.use_model:
             self._retrain(rules.RetrainRequest(RetrainTrigger.SCHEDULED, self.days[0] - pd.Timedelta(days=1),
                                                use_outcomes=False))
         previous = None
         for day in self.days:
+            if day != self.record.day:
+                self.record = DayRecord(day)
             if self.arm.retrain and previous is not None:
                 self._scheduled_retrains(previous, day)
             self._trade(day)
@@ -203,10 +247,8 @@ class LoopEngine:
             if self.arm.retrain:
                 self._drift(day)
                 self._sensors(day)
-            if progress:
-                progress(day, self.key_figures())
+            yield self.record
             previous = day
-        return self.state
 
     def key_figures(self) -> dict:
         equity = self.state.portfolio.equity
@@ -231,12 +273,12 @@ class LoopEngine:
         self.state.portfolio, updates = step_portfolio(self.state.portfolio, day, queued, prices, self.policy)
         self.state.queued = None
         self._apply_status_updates(updates, day)
+        self.record.updates = updates
         positions = self.state.portfolio.positions
         newly_closed = positions[(positions["status"] == "closed") & ~positions["position_id"].isin(closed_before)]
         if len(newly_closed):
-            self.state.outcomes.append(
-                outcomes_lib.outcomes_from_positions(newly_closed, self.state.all_signals(), prices)
-            )
+            self.record.closed = outcomes_lib.outcomes_from_positions(newly_closed, self.state.all_signals(), prices)
+            self.state.outcomes.append(self.record.closed)
         self._resolve_shadow(day, prices)
 
     def _resolve_shadow(self, day: pd.Timestamp, prices: pd.DataFrame) -> None:
@@ -253,6 +295,7 @@ class LoopEngine:
         recent_prices = prices[prices["date"] > oldest]
         resolved = shadow_outcomes_of_candidates(pending, recent_prices, day, horizon)
         if len(resolved):
+            self.record.shadow_resolved = resolved
             self._shadow_done.update(resolved["signal_id"])
             self.state.shadow = pd.concat([self.state.shadow, resolved], ignore_index=True)
 
@@ -268,9 +311,11 @@ class LoopEngine:
 
     def _signals(self, day: pd.Timestamp) -> None:
         features = self._daily_by_date.get(day)
+        self.record.features = features
         if features is None or not len(features):
             return
         heuristic = score_heuristic(features)
+        self.record.heuristic = heuristic
         if not len(heuristic):
             return
         ml, challenger, model_id, version = None, None, None, None
@@ -284,11 +329,13 @@ class LoopEngine:
                 model_id, version, path = champion, entry.model.version, ServingPath.CHAMPION
             if self.state.candidate_id is not None:
                 challenger = self._predict(self.state.models[self.state.candidate_id].model, heuristic)
+        self.record.serving_path, self.record.shadow_model_id = path, self.state.candidate_id
         signals = build_signals(heuristic, ml, blend_weight=self.state.blend_weight_on(day), policy=self.policy,
                                 serving_path=path, model_id=model_id, model_version=version,
                                 challenger=challenger)
         self.state.candidates = pd.concat(
             [self.state.candidates, candidate_calls(heuristic, ml, model_id, challenger, signals)], ignore_index=True)
+        self.record.signals = signals
         if not len(signals):
             return
         self.state.signals = pd.concat([self.state.signals, signals], ignore_index=True)
@@ -311,31 +358,37 @@ class LoopEngine:
     def _skip(self, as_of, trigger: RetrainTrigger, reason: str) -> None:
         self.state.skipped_requests.append({"as_of": as_of, "trigger": trigger.value, "reason": reason})
 
-    def _training_set(self, as_of: pd.Timestamp, config: TrainingConfig) -> pd.DataFrame:
+    def _labeled_sets(self, as_of: pd.Timestamp, config: TrainingConfig):
+        """(market-labeled set, outcome-labeled set or None, blended training set) as of `as_of`."""
         filings = self.panel.filings[self.panel.filings["as_of"] <= as_of]
         market = market_labeled_set(filings, self._prices_until(as_of), as_of, config)
         outcome = None
         if config.use_outcomes:
             outcome = outcome_labeled_set(self.state.all_outcomes(), as_of, config)
-        return blended_training_set(market, outcome, config)
+        return market, outcome, blended_training_set(market, outcome, config)
 
     def _retrain(self, request: rules.RetrainRequest) -> None:
         as_of, trigger, effective_from = request.as_of, request.trigger, request.effective_from
         config = self.config.model_copy(update={"use_outcomes": request.use_outcomes})
-        training = self._training_set(as_of, config)
+        market, outcome, training = self._labeled_sets(as_of, config)
         event = {"as_of": as_of, "trigger": trigger.value, "use_outcomes": request.use_outcomes,
                  "rows": len(training)}
-        accepted, why = rules.training_set_accepted(training_set_checks(training, config, as_of))
+        checks = training_set_checks(training, config, as_of)
+        record = RetrainRecord(request, market, outcome, training, checks, event)
+        self.record.retrains.append(record)
+        accepted, why = rules.training_set_accepted(checks)
         if not accepted:
-            self.state.retrain_events.append({**event, "deployed": False, "new_model_id": None,
-                                              "reason": f"training set rejected: {why}"})
+            record.event = {**event, "deployed": False, "new_model_id": None,
+                            "reason": f"training set rejected: {why}"}
+            self.state.retrain_events.append(record.event)
             return
         model = train_challenger(training, config, as_of, validate=self.validate_models)
         model_id = f"{self.arm.name}-{model.version}"
         current_id = self.state.champion_id(effective_from)
         if model_id == current_id:
-            self.state.retrain_events.append({**event, "new_model_id": model_id, "old_model_id": current_id,
-                                              "deployed": False, "reason": "no change: retrained the model in service"})
+            record.event = {**event, "new_model_id": model_id, "old_model_id": current_id,
+                            "deployed": False, "reason": "no change: retrained the model in service"}
+            self.state.retrain_events.append(record.event)
             return
         reference = training[FEATURE_NAMES].reset_index(drop=True)
         self.state.models[model_id] = ModelEntry(model_id, model, trigger, as_of, reference,
@@ -344,14 +397,17 @@ class LoopEngine:
         current_metrics = (self.state.models[current_id].model.evaluate(model.holdout)
                            if current_id else None)
         decision = decide_promotion(new_metrics, current_metrics)
-        self.state.comparisons.append(comparison_record(
+        record.model_id = model_id
+        record.comparison = comparison_record(
             as_of, model_id, current_id, new_metrics, current_metrics, len(model.holdout), decision.promote,
-            decision.reason, self._shadow_until(as_of)))
-        self.state.retrain_events.append({
+            decision.reason, self._shadow_until(as_of))
+        self.state.comparisons.append(record.comparison)
+        record.event = {
             **event, "new_model_id": model_id, "old_model_id": current_id, "deployed": decision.promote,
             "accuracy_improvement": decision.accuracy_gain, "f1_improvement": decision.f1_gain,
             "new_metrics": new_metrics, "old_metrics": current_metrics, "reason": decision.reason,
-        })
+        }
+        self.state.retrain_events.append(record.event)
         candidates = [m.model_id for m in self.state.models.values() if m.status == "candidate"]
         for changed_id, status in rules.model_statuses_after_decision(
                 model_id, decision.promote, current_id, candidates).items():
@@ -372,7 +428,8 @@ class LoopEngine:
             return
         since = rules.days_since_blend_move((move["as_of"] for move in self.state.blend_weight_path), day)
         current = self.state.blend_weight_on(day)
-        decision, _ = blend_weight_lib.decide_blend_weight(self.state.shadow, day, current, since)
+        decision, counts = blend_weight_lib.decide_blend_weight(self.state.shadow, day, current, since)
+        self.record.blend = (decision, counts)
         if decision.changed:
             self.state.blend_weight_path.append({"as_of": day, "decision": decision,
                                                  "window_days": blend_weight_lib.WINDOW_DAYS})
@@ -381,12 +438,14 @@ class LoopEngine:
     def _drift(self, day: pd.Timestamp) -> None:
         champion = self.state.champion_id(day)
         if champion is None:
+            self.record.drift_skipped = "no champion in service"
             return
         entry = self.state.models[champion]
         since = drift_lib.live_window_start(day, entry.trained_as_of)
         window = self.days[(self.days > since) & (self.days <= day)]
         live_days = sum(d in self._daily_by_date for d in window)
-        if drift_lib.too_few_live_days(live_days) is not None:
+        if (too_few := drift_lib.too_few_live_days(live_days)) is not None:
+            self.record.drift_skipped = too_few
             return
         rows = [self._daily_by_date[d] for d in window if d in self._daily_by_date]
         live = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=FEATURE_NAMES)
@@ -398,6 +457,7 @@ class LoopEngine:
             resolved_correct, entry.model.metrics["accuracy"], FEATURE_NAMES,
         )
         self.state.drift_reports.append({"as_of": day, "model_id": champion, "report": report})
+        self.record.drift = self.state.drift_reports[-1]
 
     def _live_scores(self, entry: ModelEntry, day: pd.Timestamp) -> np.ndarray:
         """Top-class probability of the champion on one day's feature rows (cached per model and day)."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -65,19 +64,6 @@ class PromotionResult:
     current_model_id: str | None
     holdout_rows: int
     png: bytes
-
-    def table_markdown(self) -> str:
-        keys = ["accuracy", "f1_weighted", "roc_auc_ovr", "brier", "log_loss", "ece"]
-        lines = ["| metric | challenger | champion |", "|---|---|---|"]
-        for key in keys:
-            current = self.current_metrics.get(key) if self.current_metrics else None
-            new = self.new_metrics.get(key)
-            lines.append(f"| {key} | {_fmt(new)} | {_fmt(current)} |")
-        return "\n".join(lines)
-
-
-def _fmt(value) -> str:
-    return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.4f}"
 
 
 def decide_and_apply(engine: sa.Engine, challenger_id: str, *, as_of, trigger: str,

@@ -188,6 +188,13 @@ def champion_as_of(conn: sa.Connection, as_of) -> ModelRecord | None:
     return _record(row) if row is not None else None
 
 
+def champion_since(conn: sa.Connection, as_of) -> dt.date | None:
+    """The effective date of the deployment in force on `as_of` (None before the first)."""
+    return conn.execute(sa.text(
+        "SELECT effective_from FROM model_deployments WHERE effective_from <= :as_of"
+        " ORDER BY effective_from DESC, deployment_id DESC LIMIT 1"), {"as_of": _day(as_of)}).scalar()
+
+
 def _champion_stack(conn: sa.Connection, as_of: dt.date | None) -> list[str]:
     """Model ids of the champion stack after replaying deployments (all when as_of is None)."""
     rows = conn.execute(

@@ -18,7 +18,7 @@ from feedback_loop.lib.policy import PortfolioPolicy
 from feedback_loop.lib.portfolio.paper import PortfolioState
 from feedback_loop.lib.signals.features import FEATURE_NAMES
 from feedback_loop.lib.store.db import upsert_frame
-from feedback_loop.lib.vocab import PositionStatus, SignalStatus
+from feedback_loop.lib.vocab import PositionStatus, ServingPath, SignalStatus
 
 SIGNAL_TABLE_COLUMNS = [
     "signal_id", "as_of", "ticker", "signal_type", "confidence", "heuristic_signal_type",
@@ -180,12 +180,21 @@ def read_signals_by_id(conn: sa.Connection, signal_ids) -> pd.DataFrame:
     return _with_feature_columns(frame)
 
 
+#: Serving paths that mean the champion was not the one serving although one was in force.
+FALLBACK_PATHS = (ServingPath.PREVIOUS_CHAMPION.value, ServingPath.HEURISTIC_FALLBACK.value)
+
+
+def fallback_share(serving_paths: pd.Series) -> float | None:
+    """Share of signals served by a fallback (previous champion, or heuristic after a model failed);
+    None without signals. Both drivers report the serving SLA with it."""
+    return float(serving_paths.isin(FALLBACK_PATHS).mean()) if len(serving_paths) else None
+
+
 def fallback_rate(conn: sa.Connection, start, end) -> float | None:
-    """Share of the signals of [start, end] served by a fallback (previous champion or heuristic
-    after a model failed); None without signals."""
-    return conn.execute(sa.text(
-        "SELECT avg((serving_path IN ('previous_champion', 'heuristic_fallback'))::int) FROM trading_signals"
-        " WHERE as_of BETWEEN :s AND :e"), {"s": pd.Timestamp(start).date(), "e": pd.Timestamp(end).date()}).scalar()
+    """`fallback_share` of the signals of [start, end]."""
+    paths = conn.execute(sa.text("SELECT serving_path FROM trading_signals WHERE as_of BETWEEN :s AND :e"),
+                         {"s": pd.Timestamp(start).date(), "e": pd.Timestamp(end).date()}).scalars().all()
+    return fallback_share(pd.Series(paths, dtype=object))
 
 
 def update_signal_status(conn: sa.Connection, updates: pd.DataFrame) -> None:
