@@ -10,6 +10,7 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
+from feedback_loop.defs import checks
 from feedback_loop.defs.partitions import daily_partitions
 from feedback_loop.defs.resources import DatabaseResource
 from feedback_loop.lib.frames import MARKET_TICKER
@@ -17,7 +18,8 @@ from feedback_loop.lib.ingest import store as ingest
 from feedback_loop.lib.models import registry, serving
 from feedback_loop.lib.monitoring import blend_weight as blend_weight_lib
 from feedback_loop.lib.plots import png_markdown
-from feedback_loop.lib.policy import PortfolioPolicy
+from feedback_loop.lib.policy import SERVING_FALLBACK_WINDOW_DAYS, PortfolioPolicy
+from feedback_loop.lib.portfolio import checks as portfolio_checks
 from feedback_loop.lib.portfolio import loop_store, outcomes, performance
 from feedback_loop.lib.portfolio.broker import (
     AlpacaBroker,
@@ -31,6 +33,7 @@ from feedback_loop.lib.portfolio.shadow import (
     shadow_outcomes_of_candidates,
     shadow_resolution_window,
 )
+from feedback_loop.lib.signals import checks as signal_checks
 from feedback_loop.lib.signals.features import FEATURE_WINDOW_DAYS, compute_ticker_features
 from feedback_loop.lib.signals.heuristic import score_heuristic
 from feedback_loop.lib.signals.trading import build_signals
@@ -40,7 +43,7 @@ OWNERS = ["team:signals"]
 #: The persisted portfolio config's defaults, quoted in descriptions (operators may change the config).
 DEFAULTS = PortfolioPolicy()
 #: The serving fallback rate is reported over this many calendar days.
-FALLBACK_RATE_WINDOW_DAYS = 30
+FALLBACK_RATE_WINDOW_DAYS = SERVING_FALLBACK_WINDOW_DAYS
 #: Calendar days of price history the features of one day need (20 trading days + volatility window).
 PRICE_LOOKBACK_DAYS = 120
 
@@ -66,9 +69,10 @@ def previous_trading_day(conn, day: pd.Timestamp) -> pd.Timestamp | None:
     return spy["date"].max() if len(spy) else None
 
 
-def _not_a_trading_day(day: pd.Timestamp) -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata={"dagster/row_count": 0, "trading_day": False,
-                                          "note": f"{day.date()} has no SPY price: nothing to do"})
+def _not_a_trading_day(day: pd.Timestamp, asset_name: str) -> dg.MaterializeResult:
+    note = f"{day.date()} has no SPY price: nothing to do"
+    return dg.MaterializeResult(metadata={"dagster/row_count": 0, "trading_day": False, "note": note},
+                                check_results=checks.not_evaluated(asset_name, note))
 
 
 def _md(frame: pd.DataFrame) -> dg.MetadataValue:
@@ -77,7 +81,7 @@ def _md(frame: pd.DataFrame) -> dg.MetadataValue:
 
 @dg.asset(
     group_name="signals", kinds={"python", "postgres"}, owners=OWNERS, partitions_def=daily_partitions,
-    deps=["disclosures", "market_prices"],
+    deps=["disclosures", "market_prices"], check_specs=checks.specs("ticker_features"),
     description=("Model features of every ticker traded in the trailing 90 days, as of the partition date, "
                  "from disclosures filed on or before it and prices dated on or before it. The same function "
                  "builds training rows."),
@@ -87,7 +91,7 @@ def ticker_features(context: dg.AssetExecutionContext, database: DatabaseResourc
     engine = database.get_engine()
     with engine.connect() as conn:
         if not is_trading_day(conn, day):
-            return _not_a_trading_day(day)
+            return _not_a_trading_day(day, "ticker_features")
         disclosures = ingest.read_disclosures(conn, as_of=day, filed_after=day - pd.Timedelta(days=FEATURE_WINDOW_DAYS))
         prices = ingest.read_prices(conn, start=day - pd.Timedelta(days=PRICE_LOOKBACK_DAYS), end=day)
         sectors = ingest.read_sectors(conn)
@@ -98,12 +102,12 @@ def ticker_features(context: dg.AssetExecutionContext, database: DatabaseResourc
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(features),
         "feature_completeness": dg.MetadataValue.json(completeness.to_dict()),
-    })
+    }, check_results=checks.results(signal_checks.ticker_features_checks(features, day)))
 
 
 @dg.asset(
     group_name="signals", kinds={"python", "postgres"}, owners=OWNERS, partitions_def=daily_partitions,
-    deps=[ticker_features],
+    deps=[ticker_features], check_specs=checks.specs("heuristic_signals"),
     description="The rule-based scorer of the original system applied to the day's features (holds dropped).",
 )
 def heuristic_signals(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
@@ -118,12 +122,12 @@ def heuristic_signals(context: dg.AssetExecutionContext, database: DatabaseResou
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(scored),
         "by_type": dg.MetadataValue.json({str(k): int(v) for k, v in counts.items()}),
-    })
+    }, check_results=checks.results(signal_checks.heuristic_signals_checks(scored)))
 
 
 @dg.asset(
     group_name="signals", kinds={"python", "xgboost", "postgres"}, owners=OWNERS, partitions_def=daily_partitions,
-    deps=[heuristic_signals],
+    deps=[heuristic_signals], check_specs=checks.specs("trading_signals"),
     description=("Heuristic blended with the champion in force on the partition date (sha256-verified; falls back "
                  "to the previous champion, then to heuristic only). Signals under the persisted min_signal_confidence "
                  f"(default {DEFAULTS.min_signal_confidence}) are not generated, under min_queue_confidence (default "
@@ -143,7 +147,8 @@ def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResourc
     if not len(heuristic):
         with engine.begin() as conn:
             loop_store.replace_signals(conn, day, pd.DataFrame(), pd.DataFrame())
-        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "serving_path": served.serving_path.value})
+        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "serving_path": served.serving_path.value},
+                                    check_results=checks.not_evaluated("trading_signals", "no heuristic signal today"))
     ml, log = None, []
     if served.model is not None:
         ml, champion_log = serving.score_with_logging(served.model, served.record, heuristic,
@@ -183,12 +188,12 @@ def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResourc
         **{f"scoring_latency_{k}": float(v) for k, v in latency.items()},
         "min_queued_confidence": float(signals.loc[signals["status"] == SignalStatus.QUEUED.value, "confidence"].min())
         if int(status.get(SignalStatus.QUEUED.value, 0)) else float("nan"),
-    })
+    }, check_results=checks.results(signal_checks.trading_signals_checks(signals, policy, predictions, rate)))
 
 
 @dg.asset(
     group_name="portfolio", kinds={"python", "postgres"}, owners=["team:trading"], partitions_def=daily_partitions,
-    deps=[trading_signals, previous_day("portfolio_positions")],
+    deps=[trading_signals, previous_day("portfolio_positions")], check_specs=checks.specs("portfolio_positions"),
     description=("Paper executor: signals queued at the previous close fill at this day's open; exits (by default "
                  f"timeout {DEFAULTS.max_hold_days}d, {DEFAULTS.trailing_stop_frac:.0%} trailing stop, "
                  f"{DEFAULTS.atr_stop_multiple}×ATR stop loss) are checked at the close. Live mode goes to the broker only "
@@ -199,7 +204,7 @@ def portfolio_positions(context: dg.AssetExecutionContext, database: DatabaseRes
     engine = database.get_engine()
     with engine.connect() as conn:
         if not is_trading_day(conn, day):
-            return _not_a_trading_day(day)
+            return _not_a_trading_day(day, "portfolio_positions")
         policy = read_policy(conn)
         previous = previous_trading_day(conn, day)
         queued = loop_store.queued_for(loop_store.read_signals(conn, previous, previous)) if previous is not None else pd.DataFrame()
@@ -228,12 +233,13 @@ def portfolio_positions(context: dg.AssetExecutionContext, database: DatabaseRes
     }
     if policy.trading_mode == TradingMode.LIVE.value:
         metadata["WARNING"] = dg.MetadataValue.md("**LIVE TRADING IS ON: orders go to the broker with real money.**")
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata, check_results=checks.results(
+        portfolio_checks.portfolio_positions_checks(state, queued, day)))
 
 
 @dg.asset(
     group_name="portfolio", kinds={"python", "postgres"}, owners=["team:trading"], partitions_def=daily_partitions,
-    deps=[portfolio_positions, previous_day("signal_outcomes")],
+    deps=[portfolio_positions, previous_day("signal_outcomes")], check_specs=checks.specs("signal_outcomes"),
     description=(f"One outcome per closed position ({outcomes.LABEL_RULE}) with the signal's feature "
                  "vector and model; plus shadow outcomes of every heuristic candidate over the holding horizon. Only "
                  "what can change is computed: positions closed that day or whose outcome is missing or stale, and "
@@ -265,12 +271,12 @@ def signal_outcomes(context: dg.AssetExecutionContext, database: DatabaseResourc
         "shadow_outcomes_resolved_today": len(shadow),
         "shadow_outcomes_of_generated_signals": totals["shadow_outcomes_of_generated_signals"],
         "today": _md(today[["ticker", "return_pct", "outcome", "exit_reason"]] if len(today) else today),
-    })
+    }, check_results=checks.results(portfolio_checks.signal_outcomes_checks(outcome_rows, closed)))
 
 
 @dg.asset(
     group_name="portfolio", kinds={"python", "postgres"}, owners=["team:trading"], partitions_def=daily_partitions,
-    deps=[signal_outcomes],
+    deps=[signal_outcomes], check_specs=checks.specs("portfolio_performance"),
     description=("Win rate (breakevens separate), average return, Sharpe and Sortino annualized from the daily equity "
                  "curve, max drawdown, profit factor and excess return over SPY, with the equity curve vs SPY."),
 )
@@ -283,7 +289,8 @@ def portfolio_performance(context: dg.AssetExecutionContext, database: DatabaseR
         spy = ingest.read_prices(conn, tickers=[MARKET_TICKER], end=day)
         champion = registry.champion_as_of(conn, day)
     if not len(equity):
-        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "note": "no equity history yet"})
+        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "note": "no equity history yet"},
+                                    check_results=checks.not_evaluated("portfolio_performance", "no equity history yet"))
     metrics = performance.portfolio_metrics(equity, closed, spy)
     png = performance.equity_curve_png({"portfolio": equity}, spy)
     with engine.begin() as conn:
@@ -294,4 +301,4 @@ def portfolio_performance(context: dg.AssetExecutionContext, database: DatabaseR
         "dagster/row_count": len(equity),
         **{k: v for k, v in numbers.items() if v is not None},
         "equity_curve": dg.MetadataValue.md(png_markdown(png, "equity vs SPY")),
-    })
+    }, check_results=checks.results(portfolio_checks.portfolio_performance_checks(metrics)))

@@ -4,23 +4,26 @@
 import dagster as dg
 import pandas as pd
 
+from feedback_loop.defs import checks
 from feedback_loop.defs.partitions import daily_partitions
 from feedback_loop.defs.resources import DatabaseResource
 from feedback_loop.lib.models import registry
 from feedback_loop.lib.models import store as model_store
 from feedback_loop.lib.monitoring import blend_weight as blend_weight_lib
+from feedback_loop.lib.monitoring import checks as monitoring_checks
 from feedback_loop.lib.monitoring import drift
 from feedback_loop.lib.portfolio import loop_store
 from feedback_loop.lib.signals.features import FEATURE_NAMES
 from feedback_loop.lib.training.artifact import ArtifactIntegrityError
 from feedback_loop.lib.training.config import TrainingConfig
+from feedback_loop.lib.vocab import DriftRecommendation
 
 OWNERS = ["team:ml"]
 
 
 @dg.asset(
     group_name="monitoring", kinds={"python", "postgres"}, owners=OWNERS, partitions_def=daily_partitions,
-    deps=["signal_outcomes"],
+    deps=["signal_outcomes"], check_specs=checks.specs("blend_weight"),
     description=blend_weight_lib.RULE_DESCRIPTION,
 )
 def blend_weight(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
@@ -39,12 +42,12 @@ def blend_weight(context: dg.AssetExecutionContext, database: DatabaseResource) 
         "ml_win_rate": decision.ml_win_rate if decision.ml_win_rate is not None else float("nan"),
         "heuristic_win_rate": decision.heuristic_win_rate if decision.heuristic_win_rate is not None else float("nan"),
         "ml_breakevens": counts["ml_breakevens"], "heuristic_breakevens": counts["heuristic_breakevens"],
-    })
+    }, check_results=checks.results(monitoring_checks.blend_weight_checks(decision)))
 
 
 @dg.asset(
     group_name="monitoring", kinds={"python", "scipy", "postgres"}, owners=OWNERS, partitions_def=daily_partitions,
-    deps=["ticker_features", "signal_outcomes"],
+    deps=["ticker_features", "signal_outcomes"], check_specs=checks.specs("feature_drift"),
     description=drift.RULE_DESCRIPTION,
 )
 def feature_drift(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
@@ -55,19 +58,23 @@ def feature_drift(context: dg.AssetExecutionContext, database: DatabaseResource)
     with engine.connect() as conn:
         record = registry.champion_as_of(conn, day)
         if record is None:
-            return dg.MaterializeResult(metadata={"recommendation": "no_action", "reason": "no champion in service"})
+            return dg.MaterializeResult(metadata={"recommendation": "no_action", "reason": "no champion in service"},
+                                        check_results=checks.not_evaluated("feature_drift", "no champion in service"))
         since = drift.live_window_start(day, record.trained_as_of)
         live = loop_store.read_features(conn, since + pd.Timedelta(days=1), day)
         shadow = loop_store.read_shadow(conn, day)
     live_days = live["as_of"].nunique() if len(live) else 0
     if (too_few := drift.too_few_live_days(live_days)) is not None:
         return dg.MaterializeResult(metadata={
-            "recommendation": "no_action", "model_version": record.version, "reason": too_few})
+            "recommendation": "no_action", "model_version": record.version, "reason": too_few},
+            check_results=checks.not_evaluated("feature_drift", too_few))
     try:
         model = model_store.load_verified(record)
     except ArtifactIntegrityError as exc:
-        return dg.MaterializeResult(metadata={"recommendation": "emergency_retrain",
-                                              "reason": f"champion artifact failed verification: {exc}"})
+        reason = f"champion artifact failed verification: {exc}"
+        return dg.MaterializeResult(metadata={"recommendation": "emergency_retrain", "reason": reason},
+                                    check_results=checks.results(monitoring_checks.feature_drift_checks(
+                                        None, reason, DriftRecommendation.EMERGENCY_RETRAIN)))
     reference = model_store.load_reference_features(record)
     hits = drift.champion_hits(shadow, record.model_id, day, TrainingConfig.from_dict(record.config))
     live_scores = model.predict_proba(live[FEATURE_NAMES]).max(axis=1) if len(live) else []
@@ -88,4 +95,4 @@ def feature_drift(context: dg.AssetExecutionContext, database: DatabaseResource)
         "validation_accuracy": report.validation_accuracy if report.validation_accuracy is not None else float("nan"),
         "live_rows": report.live_rows, "reference_rows": report.reference_rows,
         "resolved_outcomes": report.resolved_outcomes, "model_version": record.version,
-    })
+    }, check_results=checks.results(monitoring_checks.feature_drift_checks(report)))

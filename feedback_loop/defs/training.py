@@ -1,16 +1,22 @@
 """Training and promotion: labeled sets → blended training set (gated) → challenger → promotion decision."""
 
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
+from feedback_loop.defs import checks
 from feedback_loop.defs.resources import DatabaseResource
+from feedback_loop.lib.models import checks as model_checks
 from feedback_loop.lib.models import flow as training_flow
+from feedback_loop.lib.models import registry
 from feedback_loop.lib.models import store as model_store
 from feedback_loop.lib.models.promotion import GATE_DESCRIPTION
 from feedback_loop.lib.plots import png_markdown
 from feedback_loop.lib.store import db
+from feedback_loop.lib.training.artifact import ArtifactIntegrityError, artifact_sha256
 from feedback_loop.lib.training.config import TrainingConfig
 from feedback_loop.lib.training.labels import CHECK_DESCRIPTIONS, LabeledSet, training_set_checks
 from feedback_loop.lib.training.labels import blended_training_set as blend_sets
@@ -124,23 +130,18 @@ def blended_training_set(config: TrainingRunConfig, database: DatabaseResource,
         "rows_by_source": dg.MetadataValue.json(frame["source"].value_counts().to_dict()),
         "use_outcomes": training.use_outcomes,
     })
-    for check in training_set_checks(frame, training, as_of):
-        yield dg.AssetCheckResult(
-            check_name=check.name, passed=bool(check.passed),
-            severity=dg.AssetCheckSeverity.ERROR if check.severity == "ERROR" else dg.AssetCheckSeverity.WARN,
-            metadata={k: (float(v) if isinstance(v, (int, float)) else dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else str(v))
-                      for k, v in check.metadata.items()},
-        )
+    yield from checks.results(training_set_checks(frame, training, as_of))
 
 
 @dg.asset(
     group_name="training", kinds={"python", "xgboost"}, owners=OWNERS, pool="retrain",
+    check_specs=checks.specs("challenger_model"),
     description=("XGBoost (hist) trained with the sample weights, validated in time (holdout with purge/embargo, "
                  "walk-forward, purged k-fold), calibrated on a later slice. Registered as a candidate: training "
                  "never promotes."),
 )
 def challenger_model(context: dg.AssetExecutionContext, config: TrainingRunConfig, database: DatabaseResource,
-                     blended_training_set: pd.DataFrame) -> dg.Output[dict]:
+                     blended_training_set: pd.DataFrame):
     training = config.training_config()
     engine = database.get_engine()
     with engine.connect() as conn:
@@ -150,12 +151,19 @@ def challenger_model(context: dg.AssetExecutionContext, config: TrainingRunConfi
         record = model_store.store_model(conn, model, model_id=f"model-{model.version}", trigger=config.trigger,
                                          training_frame=blended_training_set,
                                          artifact_root=db.state_dir() / "models")
-    return dg.Output({"model_id": record.model_id, "version": record.version, "as_of": str(as_of.date())},
-                     metadata=model_metadata(model, record))
+    yield dg.Output({"model_id": record.model_id, "version": record.version, "as_of": str(as_of.date())},
+                    metadata=model_metadata(model, record))
+    try:
+        stored_sha256 = artifact_sha256(Path(record.artifact_path))
+    except ArtifactIntegrityError:
+        stored_sha256 = None
+    yield from checks.results(model_checks.challenger_model_checks(
+        record.artifact_sha256, stored_sha256, len(model.holdout), model.metrics))
 
 
 @dg.asset(
     group_name="training", kinds={"python", "postgres"}, owners=OWNERS, pool="retrain",
+    check_specs=checks.specs("promotion_decision"),
     description=("Champion and challenger scored on the SAME time-ordered holdout; " + GATE_DESCRIPTION
                  + " Otherwise the challenger stays a candidate and scores in shadow. Every decision is logged."),
 )
@@ -166,6 +174,8 @@ def promotion_decision(context: dg.AssetExecutionContext, config: TrainingRunCon
         as_of = resolve_as_of(config, conn)
     result = training_flow.decide_and_apply(engine, challenger_model["model_id"], as_of=as_of,
                                             trigger=config.trigger, run_id=context.run_id)
+    with engine.connect() as conn:
+        statuses = {record.model_id: record.status for record in registry.list_models(conn)}
     return dg.MaterializeResult(metadata={
         "promoted": result.decision.promote,
         "reason": result.decision.reason,
@@ -173,4 +183,5 @@ def promotion_decision(context: dg.AssetExecutionContext, config: TrainingRunCon
         **({"comparison_plot": dg.MetadataValue.md(png_markdown(result.png, "champion vs challenger"))}
            if result.png else {}),
         "holdout_rows": result.holdout_rows,
-    })
+    }, check_results=checks.results(model_checks.promotion_decision_checks(
+        result.comparison, statuses, challenger_model["model_id"], result.decision.promote)))
