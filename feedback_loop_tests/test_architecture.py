@@ -9,7 +9,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "feedback_loop"
 #: Folders of lib by stage; a module may import its own folder, the shared modules, and earlier stages.
 STAGES = ["store", "ingest", "signals", "portfolio", "training", "models", "monitoring", "loop"]
-SHARED = {"policy", "vocab", "frames", "plots", "rules"}
+SHARED = {"policy", "vocab", "frames", "plots", "rules", "checks"}
 
 
 def _module_name(path: Path) -> str:

@@ -118,3 +118,23 @@ def test_failing_blocking_check_stops_the_challenger(db_url, tmp_path, instance)
     assert "challenger_model" not in materialized and "promotion_decision" not in materialized
     with sa.create_engine(db_url).connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM ml_models")).scalar() == 0
+
+
+@pytest.mark.slow
+def test_failing_blocking_loop_check_stops_the_portfolio(db_url, tmp_path, instance):
+    # An operator's queue threshold under the mission's floor: signals queue that the gate must hold back.
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE reference_portfolio_config SET min_queue_confidence = 0.6"))
+    result = definitions_for(db_url, tmp_path).resolve_job_def("daily_loop_job").execute_in_process(
+        instance=instance, partition_key=DAY, raise_on_error=False)
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    gate = checks["trading_signals_queue_respects_thresholds"]
+    assert gate.passed is False and gate.metadata["queued_under_threshold"].value > 0
+    assert checks["ticker_features_one_row_per_ticker"].passed
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert {"ticker_features", "heuristic_signals", "trading_signals"} <= materialized
+    assert not materialized & {"portfolio_positions", "signal_outcomes", "portfolio_performance"}
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM portfolio_equity")).scalar() == 0
+    engine.dispose()

@@ -14,6 +14,7 @@ them, so a daemon started afterwards does not ask again for a retrain the histor
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -33,6 +34,7 @@ from dagster._core.scheduler.instigation import (
 )
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
+from feedback_loop.defs import checks
 from feedback_loop.defs import loop as loop_defs
 from feedback_loop.defs import monitoring as monitoring_defs
 from feedback_loop.defs import training as training_defs
@@ -48,11 +50,18 @@ from feedback_loop.lib.loop.engine import (
     RetrainRecord,
 )
 from feedback_loop.lib.loop.history import persist_history
+from feedback_loop.lib.models import checks as model_checks
 from feedback_loop.lib.models import store as model_store
+from feedback_loop.lib.monitoring import checks as monitoring_checks
+from feedback_loop.lib.portfolio import checks as portfolio_checks
 from feedback_loop.lib.portfolio import loop_store, performance
 from feedback_loop.lib.portfolio.broker import read_policy
+from feedback_loop.lib.portfolio.loop_store import OUTCOME_COLUMNS
+from feedback_loop.lib.portfolio.paper import POSITION_COLUMNS
+from feedback_loop.lib.signals import checks as signal_checks
 from feedback_loop.lib.signals.heuristic import score_heuristic
 from feedback_loop.lib.store import db
+from feedback_loop.lib.training.artifact import artifact_sha256
 
 #: The code location and repository the daemon knows the sensors by (workspace.yaml, `@dg.definitions`).
 CODE_LOCATION = "feedback_loop.definitions"
@@ -79,11 +88,12 @@ def _materialization(asset: str, metadata: dict, day: "pd.Timestamp | None" = No
                                    metadata=metadata)
 
 
-def _check_evaluation(result: dg.AssetCheckResult, day: pd.Timestamp | None = None) -> dg.AssetCheckEvaluation:
-    return dg.AssetCheckEvaluation(
-        asset_key=dg.AssetKey(result.asset_key) if isinstance(result.asset_key, str) else result.asset_key,
-        check_name=result.check_name, passed=result.passed, metadata=result.metadata or {},
-        severity=result.severity, partition=f"{day:%Y-%m-%d}" if day is not None else None)
+def _check_evaluations(asset: str, outcomes, day: "pd.Timestamp | None" = None) -> list[dg.AssetCheckEvaluation]:
+    """The lib check outcomes of one asset as the check evaluations a live run of it records."""
+    return [dg.AssetCheckEvaluation(
+        asset_key=dg.AssetKey(asset), check_name=result.check_name, passed=result.passed,
+        metadata=result.metadata or {}, severity=result.severity,
+        partition=f"{day:%Y-%m-%d}" if day is not None else None) for result in checks.results(outcomes)]
 
 
 class Recorder:
@@ -105,8 +115,7 @@ class Recorder:
                                    training_defs.labeled_metadata(retrain.outcome, as_of, False))
         yield _materialization("blended_training_set", training_defs.blended_metadata(
             retrain.training, as_of, retrain.request.use_outcomes))
-        for result in training_defs.check_results(retrain.checks):
-            yield _check_evaluation(result)
+        yield from _check_evaluations("blended_training_set", retrain.checks)
         if retrain.model_id is None or retrain.comparison is None:
             return
         entry = self.loop.state.models[retrain.model_id]
@@ -115,6 +124,9 @@ class Recorder:
                                              training_frame=entry.reference_features,
                                              artifact_root=db.state_dir() / "models")
         yield _materialization("challenger_model", training_defs.model_metadata(entry.model, record))
+        yield from _check_evaluations("challenger_model", model_checks.challenger_model_checks(
+            record.artifact_sha256, artifact_sha256(Path(record.artifact_path)), len(entry.model.holdout),
+            entry.model.metrics))
         latest = self.context.instance.fetch_materializations(dg.AssetKey("challenger_model"), limit=1).records
         if latest:
             self.model_links[retrain.model_id] = {
@@ -123,6 +135,9 @@ class Recorder:
         yield _materialization("promotion_decision", training_defs.promotion_metadata(
             comparison["promoted"], comparison["reason"], comparison["details"]["new"],
             comparison["details"]["current"], comparison["holdout_rows"]))
+        statuses = {model_id: m.status for model_id, m in self.loop.state.models.items()}
+        yield from _check_evaluations("promotion_decision", model_checks.promotion_decision_checks(
+            comparison, statuses, retrain.model_id, comparison["promoted"]))
 
     # ------------------------------------------------------------ the day
     def day(self, record: DayRecord, last: bool) -> Iterator:
@@ -132,18 +147,38 @@ class Recorder:
                 yield from self.retrain(retrain)
         yield _materialization("portfolio_positions", loop_defs.positions_metadata(
             state.portfolio, record.updates, day, self.policy.trading_mode), day)
+        yield from _check_evaluations("portfolio_positions", portfolio_checks.portfolio_positions_checks(
+            state.portfolio, record.queued if record.queued is not None else pd.DataFrame(), day), day)
         yield _materialization("signal_outcomes", self._outcomes_metadata(record), day)
+        closed = record.closed if record.closed is not None else pd.DataFrame(columns=OUTCOME_COLUMNS)
+        positions = record.closed_positions if record.closed_positions is not None else pd.DataFrame(
+            columns=POSITION_COLUMNS)
+        yield from _check_evaluations("signal_outcomes", portfolio_checks.signal_outcomes_checks(closed, positions), day)
         features = record.features if record.features is not None else pd.DataFrame(columns=["ticker", "as_of"])
         yield _materialization("ticker_features", loop_defs.features_metadata(features), day)
+        yield from _check_evaluations("ticker_features", signal_checks.ticker_features_checks(features, day), day)
         heuristic = record.heuristic if record.heuristic is not None else score_heuristic(features)
         yield _materialization("heuristic_signals", loop_defs.heuristic_metadata(heuristic), day)
+        yield from _check_evaluations("heuristic_signals", signal_checks.heuristic_signals_checks(heuristic), day)
         champion = state.champion_id(day)
         yield _materialization("champion_in_service", self._champion_metadata(champion, day), day)
-        yield _materialization("trading_signals", self._signals_metadata(record, champion), day)
-        yield _materialization("portfolio_performance", self._performance_metadata(day, champion, last), day)
+        yield from _check_evaluations("champion_in_service", self._champion_checks(champion, day), day)
+        signals_metadata, fallback = self._signals_metadata(record, champion)
+        yield _materialization("trading_signals", signals_metadata, day)
+        signals = record.signals if record.signals is not None else pd.DataFrame()
+        yield from _check_evaluations("trading_signals", signal_checks.trading_signals_checks(
+            signals, self.policy, None, fallback), day)
+        performance_metadata, metrics = self._performance_metadata(day, champion, last)
+        yield _materialization("portfolio_performance", performance_metadata, day)
+        yield from _check_evaluations("portfolio_performance", portfolio_checks.portfolio_performance_checks(metrics),
+                                      day)
         if record.blend is not None:
             yield _materialization("blend_weight", monitoring_defs.blend_metadata(*record.blend), day)
+            yield from _check_evaluations("blend_weight", monitoring_checks.blend_weight_checks(record.blend[0]), day)
         yield _materialization("feature_drift", self._drift_metadata(record), day)
+        report = record.drift["report"] if record.drift is not None else None
+        yield from _check_evaluations("feature_drift", monitoring_checks.feature_drift_checks(
+            report, record.drift_skipped or ""), day)
         for retrain in record.retrains:
             if retrain.request.as_of >= day:  # the sensors' retrains run after the day's loop
                 yield from self.retrain(retrain)
@@ -162,37 +197,48 @@ class Recorder:
         shadow_today = 0 if record.shadow_resolved is None else len(record.shadow_resolved)
         return loop_defs.outcomes_metadata(totals, today, 0 if today is None else len(today), shadow_today)
 
+    def _since(self, champion: str, day: pd.Timestamp):
+        return max(d[0] for d in self.loop.state.deployments if d[1] == champion and pd.Timestamp(d[0]) <= day)
+
+    def _champion_checks(self, champion: str | None, day: pd.Timestamp) -> list:
+        if champion is None:
+            return model_checks.champion_in_service_checks(day, None, None)
+        return model_checks.champion_in_service_checks(day, self.loop.state.models[champion].trained_as_of,
+                                                       self._since(champion, day))
+
     def _champion_metadata(self, champion: str | None, day: pd.Timestamp) -> dict:
         if champion is None:
             return loop_defs.champion_metadata(None, None, None, None, {})
-        since = max(d[0] for d in self.loop.state.deployments if d[1] == champion and pd.Timestamp(d[0]) <= day)
+        since = self._since(champion, day)
         entry = self.loop.state.models[champion]
         return loop_defs.champion_metadata(champion, entry.model.version, since, entry.trained_as_of,
                                            self.model_links.get(champion, {}))
 
-    def _signals_metadata(self, record: DayRecord, champion: str | None) -> dict:
+    def _signals_metadata(self, record: DayRecord, champion: str | None) -> tuple[dict, float | None]:
+        """The metadata, and the fallback rate of the window the serving SLA is measured over."""
         state, day = self.loop.state, record.day
         signals = record.signals if record.signals is not None else pd.DataFrame()
         window = state.signals[state.signals["as_of"] > day - pd.Timedelta(days=loop_defs.FALLBACK_RATE_WINDOW_DAYS)] \
             if len(state.signals) else state.signals
         shadow = record.shadow_model_id
+        fallback = loop_store.fallback_share(window["serving_path"]) if len(window) else None
         return {
             **loop_defs.signals_metadata(
                 signals, blend_weight=state.blend_weight_on(day), serving_path=record.serving_path
                 or loop_defs.ServingPath.NO_CHAMPION, model_version=state.models[champion].model.version
                 if champion else None, shadow_model_version=state.models[shadow].model.version if shadow else None,
-                fallback_rate=loop_store.fallback_share(window["serving_path"]) if len(window) else None),
+                fallback_rate=fallback),
             **(self.model_links.get(champion, {}) if champion else {}),
-        }
+        }, fallback
 
-    def _performance_metadata(self, day: pd.Timestamp, champion: str | None, last: bool) -> dict:
+    def _performance_metadata(self, day: pd.Timestamp, champion: str | None, last: bool) -> tuple[dict, dict]:
         equity = self.loop.state.portfolio.equity
         outcomes = self.loop.state.all_outcomes()
         metrics = performance.portfolio_metrics(equity, outcomes, self.spy[self.spy["date"] <= day])
         self.performance_rows.append((day, metrics, champion))
         # The equity curve is drawn for the last day only: a PNG per day would cost a second each.
         png = performance.equity_curve_png({"portfolio": equity}, self.spy[self.spy["date"] <= day]) if last else None
-        return loop_defs.performance_metadata(equity, metrics, png)
+        return loop_defs.performance_metadata(equity, metrics, png), metrics
 
     def _drift_metadata(self, record: DayRecord) -> dict:
         if record.drift is None:

@@ -10,15 +10,18 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
+from feedback_loop.defs import checks
 from feedback_loop.defs import metadata as md
 from feedback_loop.defs.partitions import daily_partitions
 from feedback_loop.defs.resources import DatabaseResource
 from feedback_loop.lib.frames import MARKET_TICKER
 from feedback_loop.lib.ingest import store as ingest
+from feedback_loop.lib.models import checks as model_checks
 from feedback_loop.lib.models import registry, serving
 from feedback_loop.lib.monitoring import blend_weight as blend_weight_lib
 from feedback_loop.lib.plots import png_markdown
-from feedback_loop.lib.policy import PortfolioPolicy
+from feedback_loop.lib.policy import SERVING_FALLBACK_WINDOW_DAYS, PortfolioPolicy
+from feedback_loop.lib.portfolio import checks as portfolio_checks
 from feedback_loop.lib.portfolio import loop_store, outcomes, performance
 from feedback_loop.lib.portfolio.broker import (
     AlpacaBroker,
@@ -32,6 +35,7 @@ from feedback_loop.lib.portfolio.shadow import (
     shadow_outcomes_of_candidates,
     shadow_resolution_window,
 )
+from feedback_loop.lib.signals import checks as signal_checks
 from feedback_loop.lib.signals.features import FEATURE_WINDOW_DAYS, compute_ticker_features
 from feedback_loop.lib.signals.heuristic import score_heuristic
 from feedback_loop.lib.signals.trading import build_signals
@@ -41,7 +45,7 @@ OWNERS = ["team:signals"]
 #: The persisted portfolio config's defaults, quoted in descriptions (operators may change the config).
 DEFAULTS = PortfolioPolicy()
 #: The serving fallback rate is reported over this many calendar days.
-FALLBACK_RATE_WINDOW_DAYS = 30
+FALLBACK_RATE_WINDOW_DAYS = SERVING_FALLBACK_WINDOW_DAYS
 #: Calendar days of price history the features of one day need (20 trading days + volatility window).
 PRICE_LOOKBACK_DAYS = 120
 
@@ -67,9 +71,10 @@ def previous_trading_day(conn, day: pd.Timestamp) -> pd.Timestamp | None:
     return spy["date"].max() if len(spy) else None
 
 
-def _not_a_trading_day(day: pd.Timestamp) -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata={"dagster/row_count": 0, "trading_day": False,
-                                          "note": f"{day.date()} has no SPY price: nothing to do"})
+def _not_a_trading_day(day: pd.Timestamp, asset_name: str) -> dg.MaterializeResult:
+    note = f"{day.date()} has no SPY price: nothing to do"
+    return dg.MaterializeResult(metadata={"dagster/row_count": 0, "trading_day": False, "note": note},
+                                check_results=checks.not_evaluated(asset_name, note))
 
 
 def model_link(instance: dg.DagsterInstance | None, model_id: str | None) -> dict:
@@ -174,7 +179,7 @@ def champion_metadata(model_id: str | None, version: str | None, since, trained_
 
 @dg.asset(
     group_name="signals", kinds={"python", "postgres"}, owners=OWNERS, partitions_def=daily_partitions,
-    deps=["disclosures", "market_prices"],
+    deps=["disclosures", "market_prices"], check_specs=checks.specs("ticker_features"),
     description=("Model features of every ticker traded in the trailing 90 days, as of the partition date, "
                  "from disclosures filed on or before it and prices dated on or before it. The same function "
                  "builds training rows."),
@@ -184,19 +189,20 @@ def ticker_features(context: dg.AssetExecutionContext, database: DatabaseResourc
     engine = database.get_engine()
     with engine.connect() as conn:
         if not is_trading_day(conn, day):
-            return _not_a_trading_day(day)
+            return _not_a_trading_day(day, "ticker_features")
         disclosures = ingest.read_disclosures(conn, as_of=day, filed_after=day - pd.Timedelta(days=FEATURE_WINDOW_DAYS))
         prices = ingest.read_prices(conn, start=day - pd.Timedelta(days=PRICE_LOOKBACK_DAYS), end=day)
         sectors = ingest.read_sectors(conn)
     features = compute_ticker_features(disclosures, prices, as_of_dates=[day], sectors=sectors)
     with engine.begin() as conn:
         loop_store.replace_features(conn, day, features)
-    return dg.MaterializeResult(metadata=features_metadata(features))
+    return dg.MaterializeResult(metadata=features_metadata(features),
+                                check_results=checks.results(signal_checks.ticker_features_checks(features, day)))
 
 
 @dg.asset(
     group_name="signals", kinds={"python", "postgres"}, owners=OWNERS, partitions_def=daily_partitions,
-    deps=[ticker_features],
+    deps=[ticker_features], check_specs=checks.specs("heuristic_signals"),
     description="The rule-based scorer of the original system applied to the day's features (holds dropped).",
 )
 def heuristic_signals(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
@@ -207,12 +213,13 @@ def heuristic_signals(context: dg.AssetExecutionContext, database: DatabaseResou
     scored = score_heuristic(features) if len(features) else features
     with engine.begin() as conn:
         loop_store.replace_heuristic(conn, day, scored)
-    return dg.MaterializeResult(metadata=heuristic_metadata(scored))
+    return dg.MaterializeResult(metadata=heuristic_metadata(scored),
+                                check_results=checks.results(signal_checks.heuristic_signals_checks(scored)))
 
 
 @dg.asset(
     group_name="signals", kinds={"python", "postgres"}, owners=["team:ml"], partitions_def=daily_partitions,
-    deps=["promotion_decision"],
+    deps=["promotion_decision"], check_specs=checks.specs("champion_in_service"),
     description=("The model serving the signals of the partition date: the latest deployment effective on or before "
                  "it (a promotion decided on D serves from D+1; a rollback restores the model before)."),
 )
@@ -221,15 +228,19 @@ def champion_in_service(context: dg.AssetExecutionContext, database: DatabaseRes
     with database.get_engine().connect() as conn:
         record = registry.champion_as_of(conn, day)
         since = registry.champion_since(conn, day)
+    outcomes = model_checks.champion_in_service_checks(day, record.trained_as_of if record else None, since)
     if record is None:
-        return dg.MaterializeResult(metadata=champion_metadata(None, None, None, None, {}))
+        return dg.MaterializeResult(metadata=champion_metadata(None, None, None, None, {}),
+                                    check_results=checks.results(outcomes))
     return dg.MaterializeResult(metadata=champion_metadata(
-        record.model_id, record.version, since, record.trained_as_of, model_link(context.instance, record.model_id)))
+        record.model_id, record.version, since, record.trained_as_of, model_link(context.instance, record.model_id)),
+        check_results=checks.results(outcomes))
 
 
 @dg.asset(
     group_name="signals", kinds={"python", "xgboost", "postgres"}, owners=OWNERS, partitions_def=daily_partitions,
     deps=[heuristic_signals, champion_in_service, previous_day("blend_weight")],
+    check_specs=checks.specs("trading_signals"),
     description=("Heuristic blended with the champion in force on the partition date (sha256-verified; falls back "
                  "to the previous champion, then to heuristic only). Signals under the persisted min_signal_confidence "
                  f"(default {DEFAULTS.min_signal_confidence}) are not generated, under min_queue_confidence (default "
@@ -251,7 +262,8 @@ def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResourc
             loop_store.replace_signals(conn, day, pd.DataFrame(), pd.DataFrame())
         return dg.MaterializeResult(metadata=signals_metadata(
             heuristic, blend_weight=weight, serving_path=served.serving_path, model_version=None,
-            shadow_model_version=None, fallback_rate=None))
+            shadow_model_version=None, fallback_rate=None),
+            check_results=checks.not_evaluated("trading_signals", "no heuristic signal today"))
     ml, log = None, []
     if served.model is not None:
         ml, champion_log = serving.score_with_logging(served.model, served.record, heuristic,
@@ -282,12 +294,12 @@ def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResourc
                            shadow_model_version=candidate.record.version if candidate.record else None,
                            fallback_rate=rate, failures=served.failures, latency=latency),
         **model_link(context.instance, served.record.model_id if served.record else None),
-    })
+    }, check_results=checks.results(signal_checks.trading_signals_checks(signals, policy, predictions, rate)))
 
 
 @dg.asset(
     group_name="portfolio", kinds={"python", "postgres"}, owners=["team:trading"], partitions_def=daily_partitions,
-    deps=["market_prices", previous_day("portfolio_positions")],
+    deps=["market_prices", previous_day("portfolio_positions")], check_specs=checks.specs("portfolio_positions"),
     description=("Paper executor: signals queued at the previous close (trading_signals of the previous trading day, "
                  "read from Postgres: declaring that edge would close a cycle in the asset graph) fill at this day's "
                  "open; exits (by default "
@@ -300,7 +312,7 @@ def portfolio_positions(context: dg.AssetExecutionContext, database: DatabaseRes
     engine = database.get_engine()
     with engine.connect() as conn:
         if not is_trading_day(conn, day):
-            return _not_a_trading_day(day)
+            return _not_a_trading_day(day, "portfolio_positions")
         policy = read_policy(conn)
         previous = previous_trading_day(conn, day)
         queued = loop_store.queued_for(loop_store.read_signals(conn, previous, previous)) if previous is not None else pd.DataFrame()
@@ -314,13 +326,14 @@ def portfolio_positions(context: dg.AssetExecutionContext, database: DatabaseRes
             today=exchange_today(dt.datetime.now(dt.UTC)), trading_mode=policy.trading_mode)
     with engine.begin() as conn:
         loop_store.replace_portfolio_day(conn, day, previous, state, updates)
-    return dg.MaterializeResult(metadata={**positions_metadata(state, updates, day, policy.trading_mode),
-                                          **live_orders})
+    return dg.MaterializeResult(
+        metadata={**positions_metadata(state, updates, day, policy.trading_mode), **live_orders},
+        check_results=checks.results(portfolio_checks.portfolio_positions_checks(state, queued, day)))
 
 
 @dg.asset(
     group_name="portfolio", kinds={"python", "postgres"}, owners=["team:trading"], partitions_def=daily_partitions,
-    deps=[portfolio_positions, previous_day("signal_outcomes")],
+    deps=[portfolio_positions, previous_day("signal_outcomes")], check_specs=checks.specs("signal_outcomes"),
     description=(f"One outcome per closed position ({outcomes.LABEL_RULE}) with the signal's feature "
                  "vector and model; plus shadow outcomes of every heuristic candidate over the holding horizon. Only "
                  "what can change is computed: positions closed that day or whose outcome is missing or stale, and "
@@ -343,12 +356,13 @@ def signal_outcomes(context: dg.AssetExecutionContext, database: DatabaseResourc
         loop_store.write_shadow(conn, shadow)
         totals = loop_store.outcome_totals(conn, day)
     today = outcome_rows[outcome_rows["exit_date"] == day] if len(outcome_rows) else outcome_rows
-    return dg.MaterializeResult(metadata=outcomes_metadata(totals, today, len(outcome_rows), len(shadow)))
+    return dg.MaterializeResult(metadata=outcomes_metadata(totals, today, len(outcome_rows), len(shadow)),
+                                check_results=checks.results(portfolio_checks.signal_outcomes_checks(outcome_rows, closed)))
 
 
 @dg.asset(
     group_name="portfolio", kinds={"python", "postgres"}, owners=["team:trading"], partitions_def=daily_partitions,
-    deps=[signal_outcomes],
+    deps=[signal_outcomes], check_specs=checks.specs("portfolio_performance"),
     description=("Win rate (breakevens separate), average return, Sharpe and Sortino annualized from the daily equity "
                  "curve, max drawdown, profit factor and excess return over SPY, with the equity curve vs SPY."),
 )
@@ -361,10 +375,12 @@ def portfolio_performance(context: dg.AssetExecutionContext, database: DatabaseR
         spy = ingest.read_prices(conn, tickers=[MARKET_TICKER], end=day)
         champion = registry.champion_as_of(conn, day)
     if not len(equity):
-        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "note": "no equity history yet"})
+        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "note": "no equity history yet"},
+                                    check_results=checks.not_evaluated("portfolio_performance", "no equity history yet"))
     metrics = performance.portfolio_metrics(equity, closed, spy)
     png = performance.equity_curve_png({"portfolio": equity}, spy)
     with engine.begin() as conn:
         loop_store.write_performance_history(conn, day, "portfolio", metrics,
                                              champion.model_id if champion else None)
-    return dg.MaterializeResult(metadata=performance_metadata(equity, metrics, png))
+    return dg.MaterializeResult(metadata=performance_metadata(equity, metrics, png),
+                                check_results=checks.results(portfolio_checks.portfolio_performance_checks(metrics)))

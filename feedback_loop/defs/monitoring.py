@@ -4,17 +4,20 @@
 import dagster as dg
 import pandas as pd
 
+from feedback_loop.defs import checks
 from feedback_loop.defs import metadata as md
 from feedback_loop.defs.partitions import daily_partitions
 from feedback_loop.defs.resources import DatabaseResource
 from feedback_loop.lib.models import registry
 from feedback_loop.lib.models import store as model_store
 from feedback_loop.lib.monitoring import blend_weight as blend_weight_lib
+from feedback_loop.lib.monitoring import checks as monitoring_checks
 from feedback_loop.lib.monitoring import drift
 from feedback_loop.lib.portfolio import loop_store
 from feedback_loop.lib.signals.features import FEATURE_NAMES
 from feedback_loop.lib.training.artifact import ArtifactIntegrityError
 from feedback_loop.lib.training.config import TrainingConfig
+from feedback_loop.lib.vocab import DriftRecommendation
 
 OWNERS = ["team:ml"]
 
@@ -45,7 +48,7 @@ def drift_metadata(report, model_version: str) -> dict:
 
 @dg.asset(
     group_name="monitoring", kinds={"python", "postgres"}, owners=OWNERS, partitions_def=daily_partitions,
-    deps=["signal_outcomes"],
+    deps=["signal_outcomes"], check_specs=checks.specs("blend_weight"),
     description=blend_weight_lib.RULE_DESCRIPTION,
 )
 def blend_weight(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
@@ -58,12 +61,13 @@ def blend_weight(context: dg.AssetExecutionContext, database: DatabaseResource) 
     decision, counts = blend_weight_lib.decide_blend_weight(shadow, day, current, since)
     with engine.begin() as conn:
         blend_weight_lib.apply_blend_weight(conn, decision, day)
-    return dg.MaterializeResult(metadata=blend_metadata(decision, counts))
+    return dg.MaterializeResult(metadata=blend_metadata(decision, counts),
+                                check_results=checks.results(monitoring_checks.blend_weight_checks(decision)))
 
 
 @dg.asset(
     group_name="monitoring", kinds={"python", "scipy", "postgres"}, owners=OWNERS, partitions_def=daily_partitions,
-    deps=["ticker_features", "signal_outcomes"],
+    deps=["ticker_features", "signal_outcomes"], check_specs=checks.specs("feature_drift"),
     description=drift.RULE_DESCRIPTION,
 )
 def feature_drift(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
@@ -74,19 +78,23 @@ def feature_drift(context: dg.AssetExecutionContext, database: DatabaseResource)
     with engine.connect() as conn:
         record = registry.champion_as_of(conn, day)
         if record is None:
-            return dg.MaterializeResult(metadata={"recommendation": "no_action", "reason": "no champion in service"})
+            return dg.MaterializeResult(metadata={"recommendation": "no_action", "reason": "no champion in service"},
+                                        check_results=checks.not_evaluated("feature_drift", "no champion in service"))
         since = drift.live_window_start(day, record.trained_as_of)
         live = loop_store.read_features(conn, since + pd.Timedelta(days=1), day)
         shadow = loop_store.read_shadow(conn, day)
     live_days = live["as_of"].nunique() if len(live) else 0
     if (too_few := drift.too_few_live_days(live_days)) is not None:
         return dg.MaterializeResult(metadata={
-            "recommendation": "no_action", "model_version": record.version, "reason": too_few})
+            "recommendation": "no_action", "model_version": record.version, "reason": too_few},
+            check_results=checks.not_evaluated("feature_drift", too_few))
     try:
         model = model_store.load_verified(record)
     except ArtifactIntegrityError as exc:
-        return dg.MaterializeResult(metadata={"recommendation": "emergency_retrain",
-                                              "reason": f"champion artifact failed verification: {exc}"})
+        reason = f"champion artifact failed verification: {exc}"
+        return dg.MaterializeResult(metadata={"recommendation": "emergency_retrain", "reason": reason},
+                                    check_results=checks.results(monitoring_checks.feature_drift_checks(
+                                        None, reason, DriftRecommendation.EMERGENCY_RETRAIN)))
     reference = model_store.load_reference_features(record)
     hits = drift.champion_hits(shadow, record.model_id, day, TrainingConfig.from_dict(record.config))
     live_scores = model.predict_proba(live[FEATURE_NAMES]).max(axis=1) if len(live) else []
@@ -95,4 +103,5 @@ def feature_drift(context: dg.AssetExecutionContext, database: DatabaseResource)
                                 hits, record.metrics.get("accuracy"), FEATURE_NAMES)
     with engine.begin() as conn:
         drift.write_drift_report(conn, report, day, record.model_id)
-    return dg.MaterializeResult(metadata=drift_metadata(report, record.version))
+    return dg.MaterializeResult(metadata=drift_metadata(report, record.version),
+                                check_results=checks.results(monitoring_checks.feature_drift_checks(report)))

@@ -1,17 +1,23 @@
 """Training and promotion: labeled sets → blended training set (gated) → challenger → promotion decision."""
 
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
+from feedback_loop.defs import checks
 from feedback_loop.defs import metadata as md
 from feedback_loop.defs.resources import DatabaseResource
+from feedback_loop.lib.models import checks as model_checks
 from feedback_loop.lib.models import flow as training_flow
+from feedback_loop.lib.models import registry
 from feedback_loop.lib.models import store as model_store
 from feedback_loop.lib.models.promotion import GATE_DESCRIPTION
 from feedback_loop.lib.plots import png_markdown
 from feedback_loop.lib.store import db
+from feedback_loop.lib.training.artifact import ArtifactIntegrityError, artifact_sha256
 from feedback_loop.lib.training.config import TrainingConfig
 from feedback_loop.lib.training.labels import CHECK_DESCRIPTIONS, LabeledSet, training_set_checks
 from feedback_loop.lib.training.labels import blended_training_set as blend_sets
@@ -87,16 +93,6 @@ def blended_metadata(frame: pd.DataFrame, as_of: pd.Timestamp, use_outcomes: boo
             "use_outcomes": use_outcomes}
 
 
-def check_results(checks) -> list[dg.AssetCheckResult]:
-    """The training-set checks (lib) as Dagster check results of `blended_training_set`."""
-    return [dg.AssetCheckResult(
-        asset_key="blended_training_set", check_name=check.name, passed=bool(check.passed),
-        severity=dg.AssetCheckSeverity.ERROR if check.severity == "ERROR" else dg.AssetCheckSeverity.WARN,
-        metadata={k: dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v
-                  for k, v in md.numbers(check.metadata).items()},
-    ) for check in checks]
-
-
 def promotion_metadata(promoted: bool, reason: str, new_metrics: dict, current_metrics: dict | None,
                        holdout_rows: int, png: bytes | None = None) -> dict:
     comparison = pd.DataFrame({
@@ -151,17 +147,18 @@ def blended_training_set(config: TrainingRunConfig, database: DatabaseResource,
         as_of = resolve_as_of(config, conn)
     frame = blend_sets(LabeledSet(market_labeled_set), LabeledSet(outcome_labeled_set), training)
     yield dg.Output(frame, metadata=blended_metadata(frame, as_of, training.use_outcomes))
-    yield from check_results(training_set_checks(frame, training, as_of))
+    yield from checks.results(training_set_checks(frame, training, as_of))
 
 
 @dg.asset(
     group_name="training", kinds={"python", "xgboost"}, owners=OWNERS, pool="retrain",
+    check_specs=checks.specs("challenger_model"),
     description=("XGBoost (hist) trained with the sample weights, validated in time (holdout with purge/embargo, "
                  "walk-forward, purged k-fold), calibrated on a later slice. Registered as a candidate: training "
                  "never promotes."),
 )
 def challenger_model(context: dg.AssetExecutionContext, config: TrainingRunConfig, database: DatabaseResource,
-                     blended_training_set: pd.DataFrame) -> dg.Output[dict]:
+                     blended_training_set: pd.DataFrame):
     training = config.training_config()
     engine = database.get_engine()
     with engine.connect() as conn:
@@ -171,12 +168,19 @@ def challenger_model(context: dg.AssetExecutionContext, config: TrainingRunConfi
         record = model_store.store_model(conn, model, model_id=f"model-{model.version}", trigger=config.trigger,
                                          training_frame=blended_training_set,
                                          artifact_root=db.state_dir() / "models")
-    return dg.Output({"model_id": record.model_id, "version": record.version, "as_of": str(as_of.date())},
-                     metadata=model_metadata(model, record))
+    yield dg.Output({"model_id": record.model_id, "version": record.version, "as_of": str(as_of.date())},
+                    metadata=model_metadata(model, record))
+    try:
+        stored_sha256 = artifact_sha256(Path(record.artifact_path))
+    except ArtifactIntegrityError:
+        stored_sha256 = None
+    yield from checks.results(model_checks.challenger_model_checks(
+        record.artifact_sha256, stored_sha256, len(model.holdout), model.metrics))
 
 
 @dg.asset(
     group_name="training", kinds={"python", "postgres"}, owners=OWNERS, pool="retrain",
+    check_specs=checks.specs("promotion_decision"),
     description=("Champion and challenger scored on the SAME time-ordered holdout; " + GATE_DESCRIPTION
                  + " Otherwise the challenger stays a candidate and scores in shadow. Every decision is logged."),
 )
@@ -187,6 +191,9 @@ def promotion_decision(context: dg.AssetExecutionContext, config: TrainingRunCon
         as_of = resolve_as_of(config, conn)
     result = training_flow.decide_and_apply(engine, challenger_model["model_id"], as_of=as_of,
                                             trigger=config.trigger, run_id=context.run_id)
+    with engine.connect() as conn:
+        statuses = {record.model_id: record.status for record in registry.list_models(conn)}
     return dg.MaterializeResult(metadata=promotion_metadata(
         result.decision.promote, result.decision.reason, result.new_metrics, result.current_metrics,
-        result.holdout_rows, result.png))
+        result.holdout_rows, result.png), check_results=checks.results(model_checks.promotion_decision_checks(
+        result.comparison, statuses, challenger_model["model_id"], result.decision.promote)))

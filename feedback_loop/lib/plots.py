@@ -9,28 +9,31 @@ def png_markdown(png: bytes, alt: str) -> str:
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
 
 
-COMPARED_METRICS = ("accuracy", "f1_weighted", "roc_auc_ovr", "brier", "ece")
+#: Holdout metrics of the comparison plot, one panel per direction: they never share an axis.
+HIGHER_IS_BETTER = ("accuracy", "f1_weighted", "roc_auc_ovr")
+LOWER_IS_BETTER = ("brier", "ece")
 
 
-def comparison_png(new_metrics: dict, current_metrics: dict | None, holdout, challenger, champion) -> bytes:
-    """Side-by-side metrics of challenger and champion, and both reliability curves on the same holdout."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def comparison_figure(new_metrics: dict, current_metrics: dict | None, holdout, challenger, champion):
+    """Challenger vs champion on the same holdout: higher-is-better metrics, lower-is-better metrics
+    (separate panels), and both reliability curves. A metric that is undefined draws no bar."""
     import numpy as np
+    from matplotlib.figure import Figure
     from sklearn.calibration import calibration_curve
 
-    fig, (bars, reliability) = plt.subplots(1, 2, figsize=(10, 4))
-    x = np.arange(len(COMPARED_METRICS))
-    bars.bar(x - 0.2, [new_metrics.get(k) or 0 for k in COMPARED_METRICS], 0.4, label="challenger")
-    if current_metrics:
-        bars.bar(x + 0.2, [current_metrics.get(k) or 0 for k in COMPARED_METRICS], 0.4, label="champion")
-    bars.set_xticks(x, COMPARED_METRICS, rotation=20)
-    bars.set_title("holdout metrics")
-    bars.legend()
+    figure = Figure(figsize=(13, 4))
+    higher, lower, reliability = figure.subplots(1, 3, gridspec_kw={"width_ratios": [3, 2, 4]})
+    for axis, keys, title in ((higher, HIGHER_IS_BETTER, "holdout metrics (higher is better)"),
+                              (lower, LOWER_IS_BETTER, "holdout metrics (lower is better)")):
+        x = np.arange(len(keys))
+        sides = [("challenger", new_metrics), ("champion", current_metrics)] if current_metrics else \
+            [("challenger", new_metrics)]
+        for offset, (name, metrics) in zip((-0.2, 0.2), sides):
+            values = [np.nan if metrics.get(k) is None else float(metrics[k]) for k in keys]
+            axis.bar(x + offset, values, 0.4, label=name)
+        axis.set_xticks(x, keys, rotation=20)
+        axis.set_title(title)
+        axis.legend()
     labels = holdout["label"].to_numpy()
     for name, model in (("challenger", challenger), ("champion", champion)):
         if model is None:
@@ -44,8 +47,15 @@ def comparison_png(new_metrics: dict, current_metrics: dict | None, holdout, cha
     reliability.set_ylabel("observed frequency")
     reliability.set_title("calibration on the holdout")
     reliability.legend()
-    fig.tight_layout()
+    figure.tight_layout()
+    return figure
+
+
+def comparison_png(new_metrics: dict, current_metrics: dict | None, holdout, challenger, champion) -> bytes:
+    """`comparison_figure` as PNG bytes."""
+    import io
+
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
+    comparison_figure(new_metrics, current_metrics, holdout, challenger, champion).savefig(
+        buffer, format="png", dpi=80)
     return buffer.getvalue()

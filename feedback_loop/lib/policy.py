@@ -38,6 +38,17 @@ BUY_SELL_RATIO_CAP = 10.0
 PROMOTION_MIN_ACCURACY_GAIN = 0.02
 PROMOTION_MIN_F1_GAIN = 0.03
 
+# --- queue and serving gates (asset checks) -------------------------------------------
+#: Nothing is queued under this confidence (seed 001 raised the queue minimum 0.70 -> 0.75); the
+#: persisted min_queue_confidence defaults to it and the trading_signals gate holds it as a floor.
+QUEUE_CONFIDENCE_FLOOR = 0.75
+#: The serving SLA of seed 004: mean scoring latency and fallback rate over the window.
+SERVING_MAX_MEAN_LATENCY_MS = 75.0
+SERVING_MAX_FALLBACK_RATE_FRAC = 0.10
+SERVING_FALLBACK_WINDOW_DAYS = 30
+#: A challenger's holdout needs at least this many rows (seed 003: min_validation_samples).
+MIN_HOLDOUT_ROWS = 20
+
 # --- outcomes ------------------------------------------------------------------------
 WIN_THRESHOLD_PCT = 0.5
 
@@ -68,7 +79,7 @@ class PortfolioPolicy:
     """Signal thresholds and paper-portfolio rules; persisted in reference_portfolio_config."""
 
     min_signal_confidence: float = 0.65
-    min_queue_confidence: float = 0.75
+    min_queue_confidence: float = QUEUE_CONFIDENCE_FLOOR
     risk_check_confidence: float = 0.70
     risk_check_open_positions: int = 15
     max_open_positions: int = 30

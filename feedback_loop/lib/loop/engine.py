@@ -155,7 +155,9 @@ class DayRecord:
 
     day: pd.Timestamp
     retrains: list[RetrainRecord] = field(default_factory=list)
+    queued: pd.DataFrame | None = None
     updates: pd.DataFrame | None = None
+    closed_positions: pd.DataFrame | None = None
     closed: pd.DataFrame | None = None
     shadow_resolved: pd.DataFrame | None = None
     features: pd.DataFrame | None = None
@@ -268,6 +270,7 @@ class LoopEngine:
     def _trade(self, day: pd.Timestamp) -> None:
         prices = self._prices_until(day)
         queued = self.state.queued if self.state.queued is not None else pd.DataFrame()
+        self.record.queued = queued
         before = self.state.portfolio.positions
         closed_before = set(before.loc[before["status"] == "closed", "position_id"]) if len(before) else set()
         self.state.portfolio, updates = step_portfolio(self.state.portfolio, day, queued, prices, self.policy)
@@ -276,6 +279,7 @@ class LoopEngine:
         self.record.updates = updates
         positions = self.state.portfolio.positions
         newly_closed = positions[(positions["status"] == "closed") & ~positions["position_id"].isin(closed_before)]
+        self.record.closed_positions = newly_closed
         if len(newly_closed):
             self.record.closed = outcomes_lib.outcomes_from_positions(newly_closed, self.state.all_signals(), prices)
             self.state.outcomes.append(self.record.closed)

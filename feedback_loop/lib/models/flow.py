@@ -64,6 +64,8 @@ class PromotionResult:
     current_model_id: str | None
     holdout_rows: int
     png: bytes
+    #: The comparison as logged (`comparison_record`); None when nothing was compared (no change).
+    comparison: dict | None = None
 
 
 def decide_and_apply(engine: sa.Engine, challenger_id: str, *, as_of, trigger: str,
@@ -98,9 +100,10 @@ def decide_and_apply(engine: sa.Engine, challenger_id: str, *, as_of, trigger: s
         decision = decide_promotion(new_metrics, current_metrics)
         reason = decision.reason + champion_note
         champion_id = champion_record.model_id if champion_record else None
-        registry.record_comparison(conn, **comparison_record(
+        comparison = comparison_record(
             as_of, challenger_id, champion_id if current_metrics else None, new_metrics,
-            current_metrics, len(holdout), decision.promote, reason, shadow))
+            current_metrics, len(holdout), decision.promote, reason, shadow)
+        registry.record_comparison(conn, **comparison)
         registry.record_retraining_event(
             conn, as_of=as_of, trigger=trigger, dagster_run_id=run_id,
             old_model_id=champion_id, new_model_id=challenger_id,
@@ -114,7 +117,7 @@ def decide_and_apply(engine: sa.Engine, challenger_id: str, *, as_of, trigger: s
         if decision.promote:
             registry.promote_locked(conn, challenger_id, as_of=as_of, trigger=trigger, reason=reason)
     png = comparison_png(new_metrics, current_metrics, holdout, challenger, champion)
-    return PromotionResult(decision, new_metrics, current_metrics, champion_id, len(holdout), png)
+    return PromotionResult(decision, new_metrics, current_metrics, champion_id, len(holdout), png, comparison)
 
 
 def _no_change(conn: sa.Connection, record, *, as_of, trigger: str, run_id: str | None) -> PromotionResult:

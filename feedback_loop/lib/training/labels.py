@@ -10,11 +10,11 @@ reason, and kept + dropped always equals the rows given.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from feedback_loop.lib.checks import CheckOutcome
 from feedback_loop.lib.frames import MARKET_TICKER, normalize_dates
 from feedback_loop.lib.signals.features import FEATURE_NAMES, features_frame_from_vectors
 from feedback_loop.lib.training.config import TrainingConfig
@@ -52,14 +52,6 @@ class LabeledSet:
 
     frame: pd.DataFrame
     dropped: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class CheckOutcome:
-    name: str
-    passed: bool
-    severity: str  # 'ERROR' | 'WARN'
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 def label_from_return(return_pct, config: TrainingConfig) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Classification metrics of class probabilities (scikit-learn for each), ECE, calibration plot.
+"""Classification metrics of class probabilities (scikit-learn for each), ECE, calibration plot with counts.
 
 Brier score: the multiclass form of Brier (1950), mean over rows of the sum over classes of
 (p_k - 1[y = k])^2 (range 0..2), via `brier_score_loss(..., scale_by_half=False)`.
@@ -12,6 +12,7 @@ import io
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
@@ -74,22 +75,52 @@ def classification_metrics(y_true, proba, classes: list[SignalType]) -> dict[str
     }
 
 
-def calibration_curve_png(y_true, proba, classes: list[SignalType], n_bins: int = 10) -> bytes:
-    """Reliability diagram (one-vs-rest per class, quantile bins) as PNG bytes."""
+def calibration_buckets(y_true, proba, classes: list[SignalType], n_bins: int = 10) -> pd.DataFrame:
+    """One-vs-rest reliability per class on `n_bins` equal-width probability buckets (scikit-learn's
+    uniform `calibration_curve`): class, bucket (low, high), rows in it, mean predicted probability and
+    observed frequency (NaN for a class absent from or alone in `y_true`); empty buckets omitted."""
     y = np.asarray(y_true, dtype=int)
     p = np.asarray(proba, dtype=float)
-    figure = Figure(figsize=(6, 5), dpi=100)
-    axis = figure.subplots()
-    axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    parts = []
     for k, signal in enumerate(classes):
+        counts = np.bincount(np.searchsorted(edges[1:-1], p[:, k]), minlength=n_bins)  # calibration_curve's bins
+        filled = np.flatnonzero(counts)
+        observed = predicted = np.full(len(filled), np.nan)
         if (y == k).any() and (y != k).any():
-            observed, predicted = calibration_curve(y == k, p[:, k], n_bins=n_bins,
-                                                    strategy="quantile")
-            axis.plot(predicted, observed, marker="o", label=signal.value)
-    axis.set_xlabel("predicted probability")
-    axis.set_ylabel("observed frequency")
-    axis.set_title(f"Calibration on {len(y)} holdout rows (ECE {expected_calibration_error(y, p):.3f})")
-    axis.legend(loc="upper left")
+            observed, predicted = calibration_curve(y == k, p[:, k], n_bins=n_bins, strategy="uniform")
+        parts.append(pd.DataFrame({"signal_class": signal.value, "low": edges[filled], "high": edges[filled + 1],
+                                   "rows": counts[filled], "mean_predicted": predicted,
+                                   "observed_frequency": observed}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def calibration_figure(y_true, proba, classes: list[SignalType], n_bins: int = 10) -> Figure:
+    """Reliability diagram (one-vs-rest per class) over the rows in each bucket, which the lower panel counts."""
+    y = np.asarray(y_true, dtype=int)
+    p = np.asarray(proba, dtype=float)
+    buckets = calibration_buckets(y, p, classes, n_bins)
+    figure = Figure(figsize=(6, 7), dpi=100)
+    curve, counts = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.4]})
+    curve.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    width = 1.0 / n_bins / max(len(classes), 1)
+    for k, signal in enumerate(classes):
+        rows = buckets[buckets["signal_class"] == signal.value]
+        if rows["observed_frequency"].notna().any():
+            curve.plot(rows["mean_predicted"], rows["observed_frequency"], marker="o", label=signal.value)
+        counts.bar(rows["low"] + (k + 0.5) * width, rows["rows"], width=width, label=signal.value)
+    curve.set_ylabel("observed frequency")
+    curve.set_title(f"Calibration on {len(y)} holdout rows (ECE {expected_calibration_error(y, p):.3f})")
+    curve.legend(loc="upper left")
+    counts.set_xlabel("predicted probability")
+    counts.set_ylabel("rows per bucket")
+    counts.set_yscale("symlog")
+    figure.tight_layout()
+    return figure
+
+
+def calibration_curve_png(y_true, proba, classes: list[SignalType], n_bins: int = 10) -> bytes:
+    """`calibration_figure` as PNG bytes."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", metadata={"Software": None})
+    calibration_figure(y_true, proba, classes, n_bins).savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()
