@@ -143,7 +143,8 @@ def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResourc
     if not len(heuristic):
         with engine.begin() as conn:
             loop_store.replace_signals(conn, day, pd.DataFrame(), pd.DataFrame())
-        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "serving_path": served.serving_path.value})
+        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "serving_path": served.serving_path.value,
+                                              **({"serving_note": served.note} if served.note else {})})
     ml, log = None, []
     if served.model is not None:
         ml, champion_log = serving.score_with_logging(served.model, served.record, heuristic,
@@ -176,6 +177,7 @@ def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResourc
         "blend_weight": float(weight),
         "serving_path": served.serving_path.value,
         "serving_failures": dg.MetadataValue.json(served.failures),
+        **({"serving_note": served.note} if served.note else {}),
         "model_version": served.record.version if served.record else "none",
         "shadow_model_version": candidate.record.version if candidate.record else "none",
         "fallback": served.serving_path in (ServingPath.PREVIOUS_CHAMPION, ServingPath.HEURISTIC_FALLBACK),

@@ -62,6 +62,16 @@ DEGRADATION_WINDOW_DAYS = 30
 DEGRADATION_MIN_OUTCOMES = 20
 OUTCOME_WINDOW_DAYS = 90
 
+# --- operator retrains (seed 003: retrain_if_needed) -----------------------------------
+#: A retrain needs this many labeled rows resolved since the champion's training date (unless forced).
+MIN_NEW_SAMPLES_FOR_RETRAIN = 20
+
+# --- serving SLA (seed 004: health and metrics endpoints) ------------------------------
+SERVING_SLA_MEAN_LATENCY_MS = 75.0
+SERVING_SLA_FALLBACK_RATE_FRAC = 0.10
+#: Days of predictions and signals the SLA figures are measured over.
+SERVING_SLA_WINDOW_DAYS = 30
+
 
 @dataclass(frozen=True)
 class PortfolioPolicy:
