@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import sys
 from collections import Counter
@@ -173,14 +174,17 @@ def _app_engine():
     return engine
 
 
-@main.command()
-@click.option("--as-of", "as_of", type=PAST_DATE, default=None,
-              help="Training date YYYY-MM-DD, not in the future (default: the latest SPY price date).")
-@click.option("--use-outcomes", is_flag=True, help="Blend closed trade outcomes (weight 2x) with market labels.")
-@click.option("--num-classes", type=click.Choice(["3", "5"]), default="5", show_default=True)
-@click.option("--decide/--no-decide", default=False, help="Run the champion/challenger gate afterwards.")
-def train(as_of: dt.date | None, use_outcomes: bool, num_classes: str, decide: bool) -> None:
-    """Train a challenger as of a date (registered as candidate; training never promotes)."""
+AS_OF_OPTION = click.option(
+    "--as-of", "as_of", type=PAST_DATE, default=None,
+    help="Training date YYYY-MM-DD, not in the future (default: the latest SPY price date).")
+USE_OUTCOMES_OPTION = click.option("--use-outcomes", is_flag=True,
+                                   help="Blend closed trade outcomes (weight 2x) with market labels.")
+NUM_CLASSES_OPTION = click.option("--num-classes", type=click.Choice(["3", "5"]), default="5", show_default=True)
+
+
+def _train(as_of: dt.date | None, use_outcomes: bool, num_classes: str, *, decide: bool,
+           require_new_samples: bool) -> None:
+    """`train` and `retrain`: the training job's steps, then (decide) the champion/challenger gate."""
     from feedback_loop.lib.models import flow as training_flow
     from feedback_loop.lib.training.config import TrainingConfig
 
@@ -192,18 +196,79 @@ def train(as_of: dt.date | None, use_outcomes: bool, num_classes: str, decide: b
             raise UserError("no SPY prices ingested; materialize the ingest assets first")
     config = TrainingConfig(use_outcomes=use_outcomes, num_classes=int(num_classes))
     record, model, dropped = training_flow.train_candidate(
-        engine, as_of, config, trigger="manual", artifact_root=db.state_dir() / "models")
+        engine, as_of, config, trigger="manual", artifact_root=db.state_dir() / "models",
+        require_new_samples=require_new_samples)
     metrics = model.metrics
     click.echo(f"candidate {record.model_id} (as of {as_of}, {metrics['fit_rows']} fit rows, "
                f"{metrics['holdout_rows']} holdout rows)")
     for key in ("accuracy", "f1_weighted", "roc_auc_ovr", "brier", "log_loss", "ece"):
         click.echo(f"  holdout {key}: {metrics[key]:.4f}" if metrics.get(key) is not None else f"  holdout {key}: n/a")
     for scheme, averages in metrics.get("fold_averages", {}).items():
-        click.echo(f"  {scheme}: accuracy {averages.get('accuracy')}, f1_weighted {averages.get('f1_weighted')}")
+        click.echo(f"  {scheme}: accuracy {_num(averages.get('accuracy'))}, "
+                   f"f1_weighted {_num(averages.get('f1_weighted'))}")
     click.echo(f"  rows dropped: {dropped}")
     if decide:
         result = training_flow.decide_and_apply(engine, record.model_id, as_of=as_of, trigger="manual")
         click.echo(("PROMOTED: " if result.decision.promote else "kept as candidate: ") + result.decision.reason)
+
+
+@main.command()
+@AS_OF_OPTION
+@USE_OUTCOMES_OPTION
+@NUM_CLASSES_OPTION
+@click.option("--decide/--no-decide", default=False, help="Run the champion/challenger gate afterwards.")
+def train(as_of: dt.date | None, use_outcomes: bool, num_classes: str, decide: bool) -> None:
+    """Train a challenger as of a date (registered as candidate; training never promotes)."""
+    _train(as_of, use_outcomes, num_classes, decide=decide, require_new_samples=False)
+
+
+@main.command(help=(
+    "Train a challenger and run the champion/challenger gate (as `train --decide`); refused with fewer than "
+    f"{policy.MIN_NEW_SAMPLES_FOR_RETRAIN} labeled rows resolved since the champion was trained, unless --force."))
+@AS_OF_OPTION
+@USE_OUTCOMES_OPTION
+@NUM_CLASSES_OPTION
+@click.option("--force", is_flag=True, help="Retrain even with too few new samples since the champion was trained.")
+def retrain(as_of: dt.date | None, use_outcomes: bool, num_classes: str, force: bool) -> None:
+    _train(as_of, use_outcomes, num_classes, decide=True, require_new_samples=not force)
+
+
+def _num(value, digits: int = 3) -> str:
+    """A metric for people: rounded, '—' when absent or not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+def _short(text, width: int = 90) -> str:
+    text = " ".join(str(text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _table(rows: list[list], headers: list[str]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True) if rows else "  (none)"
+
+
+def _titled_table(title: str, rows: list[list], headers: list[str]) -> str:
+    return "\n".join([title, *("  " + line for line in _table(rows, headers).strip("\n").splitlines())]) if rows \
+        else f"{title}\n  (none)"
+
+
+def _when(moment) -> str:
+    return "—" if moment is None else f"{moment:%Y-%m-%d %H:%M %Z}".strip()
+
+
+def _section(title: str, fields: list[tuple[str, object]]) -> str:
+    width = max(len(label) for label, _ in fields)
+    return "\n".join([title, *(f"  {label:<{width}}  {value}" for label, value in fields)])
+
+
+def _echo_json(value) -> None:
+    import json
+
+    click.echo(json.dumps(value, indent=2, default=str))
 
 
 @main.group()
@@ -212,30 +277,72 @@ def models() -> None:
 
 
 @models.command("list")
-def models_list() -> None:
+@click.option("--status", "status", type=click.Choice(["active", "candidate", "archived"]), default=None,
+              help="Only models with this status.")
+def models_list(status: str | None) -> None:
+    """Every registered model, oldest first, as a table."""
     from feedback_loop.lib.models import registry
 
     with _app_engine().connect() as conn:
-        for record in registry.list_models(conn):
-            accuracy = record.metrics.get("accuracy")
-            click.echo(f"{record.model_id:36} {record.status:10} trained_as_of={record.trained_as_of} "
-                       f"trigger={record.trigger} accuracy={accuracy if accuracy is None else round(accuracy, 4)}")
+        records = [r for r in registry.list_models(conn) if status is None or r.status == status]
+    rows = [[r.model_id, r.status, r.trigger or "—", r.trained_as_of, _num(r.metrics.get("accuracy")),
+             _num(r.metrics.get("f1_weighted")), _num(r.metrics.get("roc_auc_ovr")), f"{r.created_at:%Y-%m-%d %H:%M}"]
+            for r in records]
+    click.echo(_table(rows, ["model", "status", "trigger", "trained as of", "accuracy", "f1", "roc auc", "created"]))
+    click.echo(f"{len(rows)} model(s)" + (f" with status {status}" if status else ""))
+
+
+def _flat(config: dict, prefix: str = "") -> list[tuple[str, object]]:
+    fields = []
+    for key, value in config.items():
+        fields += _flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [(f"{prefix}{key}", value)]
+    return fields
 
 
 @models.command("show")
 @click.argument("model_id")
-def models_show(model_id: str) -> None:
-    import json
+@click.option("--json", "as_json", is_flag=True, help="The raw record, its deployments and comparisons as JSON.")
+def models_show(model_id: str, as_json: bool) -> None:
+    """One model: identity, holdout metrics, training config, deployments, comparisons it took part in."""
+    import dataclasses
 
     from feedback_loop.lib.models import registry
 
     with _app_engine().connect() as conn:
         record = registry.get_model(conn, model_id)
-    if record is None:
-        raise UserError(f"no model {model_id}")
-    click.echo(json.dumps({"model_id": record.model_id, "version": record.version, "status": record.status,
-                           "trained_as_of": str(record.trained_as_of), "artifact": record.artifact_path,
-                           "sha256": record.artifact_sha256, "model_card": record.model_card}, indent=2, default=str))
+        if record is None:
+            raise UserError(f"no model {model_id}")
+        deployments = registry.deployments(conn, model_id)
+        comparisons = registry.comparisons(conn, model_id)
+    if as_json:
+        _echo_json({**dataclasses.asdict(record), "deployments": deployments, "comparisons": comparisons})
+        return
+    r, m = record, record.metrics
+    identity = [("model", r.model_id), ("version", r.version), ("status", r.status), ("trigger", r.trigger or "—"),
+                ("trained as of", r.trained_as_of), ("training window", f"{r.training_start} .. {r.training_end}"),
+                ("classes", r.num_classes), ("features", len(r.feature_names)), ("created", _when(r.created_at)),
+                ("promoted", _when(r.promoted_at)), ("archived", _when(r.archived_at)),
+                ("artifact", r.artifact_path or "—"), ("sha256", r.artifact_sha256 or "—")]
+    metrics = [(key, _num(m.get(key), 4)) for key in ("accuracy", "f1_weighted", "roc_auc_ovr", "brier", "log_loss", "ece")]
+    metrics += [(key, m[key]) for key in ("holdout_rows", "fit_rows", "calibration_rows", "purged_rows") if key in m]
+    metrics += [(f"{scheme} (folds)", f"accuracy {_num(a.get('accuracy'))}, f1 {_num(a.get('f1_weighted'))}")
+                for scheme, a in m.get("fold_averages", {}).items()]
+    blocks = [_section("Identity", identity), _section("Holdout metrics", metrics),
+              _section("Training config", _flat(r.config) or [("config", "—")])]
+    blocks.append(_titled_table(
+        "Deployments", [[d["effective_from"], d["action"], d["trigger"], _short(d["reason"])] for d in deployments],
+        ["serves from", "action", "trigger", "reason"]))
+    rows = []
+    for c in comparisons:
+        challenger = c["new_model_id"] == model_id
+        ours, theirs = ("new", "current") if challenger else ("current", "new")
+        rows.append([c["as_of"], "challenger" if challenger else "champion", c[f"{theirs}_model_id"] or "—",
+                     f"{_num(c[f'{ours}_accuracy'])} vs {_num(c[f'{theirs}_accuracy'])}",
+                     f"{_num(c[f'{ours}_f1'])} vs {_num(c[f'{theirs}_f1'])}", c["holdout_rows"],
+                     "promoted" if c["promoted"] else "rejected", _short(c["reason"], 70)])
+    blocks.append(_titled_table(
+        "Comparisons", rows, ["decided", "as", "against", "accuracy", "f1", "holdout", "result", "reason"]))
+    click.echo("\n\n".join(blocks))
 
 
 @models.command("promote")
@@ -286,6 +393,131 @@ def trading_mode(mode: str | None, confirm: bool, reason: str | None) -> None:
         click.echo(f"trading mode is already {mode}: nothing changed")
         return
     click.echo(f"trading mode is now {mode}" + ("  *** LIVE: orders use real money ***" if mode == "live" else ""))
+
+
+@main.group(name="ml", invoke_without_command=True)
+@click.pass_context
+def ml_switch(ctx: click.Context) -> None:
+    """The ML kill switch: show it, or `disable` / `enable` ML serving (audited in ml_switch_changes)."""
+    if ctx.invoked_subcommand is None:
+        from feedback_loop.lib.models import switch
+
+        with _app_engine().connect() as conn:
+            click.echo(switch.ml_switch_as_of(conn, dt.date.today()).describe())
+
+
+def _switch_ml(enabled: bool, reason: str, as_of: dt.date) -> None:
+    import getpass
+
+    from feedback_loop.lib.models import switch
+
+    with _app_engine().connect() as conn:
+        changed = switch.switch_ml(conn, enabled, as_of=as_of, changed_by=getpass.getuser(), reason=reason)
+    state = "enabled" if enabled else "disabled: the signals are the heuristic's alone"
+    click.echo(f"ML serving {state} from {as_of}" if changed
+               else f"ML serving is already {'enabled' if enabled else 'disabled'}: nothing changed")
+
+
+SWITCH_AS_OF = click.option("--as-of", "as_of", type=PAST_DATE, default=dt.date.today, show_default="today",
+                            help="First day YYYY-MM-DD it applies to (that day's signals included), not in the future.")
+
+
+@ml_switch.command("disable")
+@click.option("--reason", required=True)
+@SWITCH_AS_OF
+def ml_disable(reason: str, as_of: dt.date) -> None:
+    """Serve the heuristic alone (serving path ml_disabled) from AS_OF on."""
+    _switch_ml(False, reason, as_of)
+
+
+@ml_switch.command("enable")
+@click.option("--reason", required=True)
+@SWITCH_AS_OF
+def ml_enable(reason: str, as_of: dt.date) -> None:
+    """Serve the champion again from AS_OF on."""
+    _switch_ml(True, reason, as_of)
+
+
+def _status_text(status: dict) -> str:
+    """`status` for people: headed sections of aligned fields, decisions and failures as tables."""
+    latest = status["latest_loop_day"]
+    lines = [f"feedback_loop status as of {status['as_of']} (loop's latest day: {latest or 'none yet'})"]
+    verdict = status["health"]
+    lines.append(f"health: {verdict['status']}" + "".join(f"\n  - {p}" for p in verdict["problems"]))
+    blocks = ["\n".join(lines)]
+    champion, pending = status["champion"], status["pending_deployment"]
+    if champion is None:
+        fields = [("model", "no champion yet: the signals are the heuristic's alone")]
+    else:
+        fields = [("model", f"{champion['model_id']} (version {champion['version']})"),
+                  ("since", f"{champion['since']} ({champion['action']}, {champion['trigger']})"),
+                  ("trained as of", champion["trained_as_of"]),
+                  ("holdout", f"accuracy {_num(champion['holdout_accuracy'])}, f1 {_num(champion['holdout_f1'])}"),
+                  ("reason", _short(champion["reason"]))]
+    if pending is not None:
+        fields.append(("next", f"{pending['model_id']} ({pending['action']}) serves from {pending['effective_from']}"))
+    blocks.append(_section("Champion", fields))
+    weight = status["blend_weight"]
+    move = weight["last_move"]
+    blocks.append(_section("Blend weight (ML share)", [
+        ("in force", f"{weight['weight']:.2f}"),
+        ("last moved", "never (starting weight {:.2f})".format(weight["starting_weight"]) if move is None else
+         f"decided {move['decided']}: {move['old_weight']:.2f} -> {move['new_weight']:.2f}"),
+        *([("why", _short(move["reason"]))] if move else [])]))
+    ml = status["ml"]
+    mode = status["trading_mode"]
+    change = mode["last_change"]
+    blocks.append(_section("Switches", [
+        ("ML serving", "enabled" if ml["enabled"] else "DISABLED: heuristic alone"),
+        ("ML switched", "never" if ml["effective_from"] is None
+         else f"from {ml['effective_from']} by {ml['changed_by']}: {_short(ml['reason'], 70)}"),
+        ("trading mode", mode["mode"] + ("  *** LIVE: orders use real money ***" if mode["mode"] == "live" else "")),
+        ("mode changed", "never" if change is None else
+         f"{change['old_mode']} -> {change['new_mode']} {change['outcome']} by {change['changed_by']} "
+         f"at {_when(change['created_at'])}")]))
+    sla = status["serving_sla"]
+    if sla["end"] is None:
+        fields = [("figures", "no signals yet")]
+    else:
+        latency, rate = sla["mean_latency_ms"], sla["fallback_rate"]
+        fields = [
+            ("mean latency", "no model predictions" if latency is None else
+             f"{latency:.2f} ms over {sla['predictions']} predictions (target < {sla['target_mean_latency_ms']:.0f} ms: "
+             f"{'met' if latency < sla['target_mean_latency_ms'] else 'MISSED'})"),
+            ("fallback rate", "no signals" if rate is None else
+             f"{rate:.1%} (target < {sla['target_fallback_rate']:.0%}: "
+             f"{'met' if rate < sla['target_fallback_rate'] else 'MISSED'})")]
+    window = f" {sla['start']} .. {sla['end']}" if sla["end"] else ""
+    blocks.append(_section(f"Serving SLA ({sla['window_days']} days{window})", fields))
+    report = status["drift"]
+    blocks.append(_section("Drift", [("latest report", "none yet")] if report is None else [
+        ("latest report", f"{report['as_of']} for {report['model_id']}: {report['recommendation']}"),
+        ("score psi", _num(report["score_psi"])),
+        ("drifting", ", ".join(report["drifting_features"]) or "no feature"),
+        ("reason", _short(report["reason"]))]))
+    blocks.append(_titled_table(
+        "Recent decisions", [[d["decided"], d["kind"], d["model_id"] or "—", _short(d["reason"], 80)] for d in status["decisions"]],
+        ["decided", "decision", "model", "reason"]))
+    blocks.append(_titled_table(
+        "Recent pipeline failures", [[_when(f["failed_at"]), f["job_name"], f["run_id"][:8], _short(f["error"], 70)]
+         for f in status["failures"]], ["failed at", "job", "run", "error"]))
+    return "\n\n".join(blocks)
+
+
+@main.command()
+@click.option("--as-of", "as_of", type=PAST_DATE, default=dt.date.today, show_default="today",
+              help="Report the state in force on YYYY-MM-DD, not in the future.")
+@click.option("--json", "as_json", is_flag=True, help="The same as JSON, for machines.")
+def status(as_of: dt.date, as_json: bool) -> None:
+    """Champion, blend weight, last decisions, serving SLA, drift, switches, failures: the loop's health."""
+    from feedback_loop.lib.loop.status import loop_status
+
+    with _app_engine().connect() as conn:
+        report = loop_status(conn, as_of)
+    if as_json:
+        _echo_json(report)
+    else:
+        click.echo(_status_text(report))
 
 
 @main.command()

@@ -73,6 +73,13 @@ BAD_INPUTS = [
     ("bench negative years", ["bench", "--years", "-1"], "--years"),
     ("bench thousand years", ["bench", "--years", "1000"], "--years"),
     ("bench zero repeats", ["bench", "--repeats", "0"], "--repeats"),
+    ("retrain future", ["retrain", "--as-of", TOMORROW], "in the future"),
+    ("retrain without prices", ["retrain", "--force"], "no SPY prices"),
+    ("status future", ["status", "--as-of", TOMORROW], "in the future"),
+    ("models list unknown status", ["models", "list", "--status", "gone"], "'gone' is not one of"),
+    ("ml disable without reason", ["ml", "disable"], "--reason"),
+    ("ml enable future", ["ml", "enable", "--reason", "r", "--as-of", TOMORROW], "in the future"),
+    ("ml unknown action", ["ml", "pause"], "No such command"),
     ("trading mode unknown", ["trading-mode", "demo"], "'demo' is not one of"),
     ("trading mode live refused", ["trading-mode", "live"], "requires confirm=True"),
     ("unknown command", ["frobnicate"], "No such command"),
@@ -114,6 +121,7 @@ def test_every_bad_input_is_one_line_and_exit_code_2(cli_db, files):
         assert conn.execute(sa.text("SELECT count(*) FROM model_deployments")).scalar() == 0, "nothing promoted"
         assert conn.execute(sa.text("SELECT status FROM ml_models WHERE model_id = 'm'")).scalar() == "candidate"
         assert conn.execute(sa.text("SELECT trading_mode FROM reference_portfolio_config")).scalar() == "paper"
+        assert conn.execute(sa.text("SELECT count(*) FROM ml_switch_changes")).scalar() == 0, "ML never switched"
 
 
 def test_an_unreachable_database_is_one_line(monkeypatch):
@@ -130,7 +138,7 @@ def test_an_unreachable_database_is_one_line(monkeypatch):
 ])
 def test_no_traceback_reaches_stderr_of_a_real_process(cli_db, argv):
     env = dict(os.environ, PYTHONPATH=str(db.PROJECT_ROOT))
-    done = subprocess.run([sys.executable, "-m", "feedback_loop.cli", *argv], env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "feedback_loop.cli", *argv], env=env, capture_output=True, check=False,
                           text=True, timeout=120)
     assert done.stdout == ""
     _assert_one_line_user_error(done.returncode, done.stderr, "")

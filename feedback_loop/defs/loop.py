@@ -260,9 +260,9 @@ def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResourc
     if not len(heuristic):
         with engine.begin() as conn:
             loop_store.replace_signals(conn, day, pd.DataFrame(), pd.DataFrame())
-        return dg.MaterializeResult(metadata=signals_metadata(
+        return dg.MaterializeResult(metadata={**signals_metadata(
             heuristic, blend_weight=weight, serving_path=served.serving_path, model_version=None,
-            shadow_model_version=None, fallback_rate=None),
+            shadow_model_version=None, fallback_rate=None), **({"serving_note": served.note} if served.note else {})},
             check_results=checks.not_evaluated("trading_signals", "no heuristic signal today"))
     ml, log = None, []
     if served.model is not None:
@@ -293,6 +293,7 @@ def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResourc
                            model_version=served.record.version if served.record else None,
                            shadow_model_version=candidate.record.version if candidate.record else None,
                            fallback_rate=rate, failures=served.failures, latency=latency),
+        **({"serving_note": served.note} if served.note else {}),
         **model_link(context.instance, served.record.model_id if served.record else None),
     }, check_results=checks.results(signal_checks.trading_signals_checks(signals, policy, predictions, rate)))
 

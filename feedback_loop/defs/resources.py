@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import dagster as dg
+import pydantic
 import sqlalchemy as sa
 
 from feedback_loop.lib.frames import DisclosureBatch, DisclosureSource, PriceSource
@@ -58,8 +59,8 @@ class DisclosureSourceResource(dg.ConfigurableResource):
     """Where disclosures and politicians come from: the synthetic demo or stock-watcher files."""
 
     kind: str = "synthetic"
-    disclosure_files: list[str] = []
-    legislator_files: list[str] = []
+    disclosure_files: list[str] = pydantic.Field(default_factory=list)
+    legislator_files: list[str] = pydantic.Field(default_factory=list)
     synthetic_seed: int = 7
     synthetic_scale: str = ""
 

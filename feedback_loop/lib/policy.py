@@ -42,7 +42,8 @@ PROMOTION_MIN_F1_GAIN = 0.03
 #: Nothing is queued under this confidence (seed 001 raised the queue minimum 0.70 -> 0.75); the
 #: persisted min_queue_confidence defaults to it and the trading_signals gate holds it as a floor.
 QUEUE_CONFIDENCE_FLOOR = 0.75
-#: The serving SLA of seed 004: mean scoring latency and fallback rate over the window.
+#: The serving SLA of seed 004 (its health and metrics endpoints): mean scoring latency, and the
+#: fallback rate over the window of days the SLA figures are measured over.
 SERVING_MAX_MEAN_LATENCY_MS = 75.0
 SERVING_MAX_FALLBACK_RATE_FRAC = 0.10
 SERVING_FALLBACK_WINDOW_DAYS = 30
@@ -72,6 +73,10 @@ DEGRADATION_WIN_RATE = 0.35
 DEGRADATION_WINDOW_DAYS = 30
 DEGRADATION_MIN_OUTCOMES = 20
 OUTCOME_WINDOW_DAYS = 90
+
+# --- operator retrains (seed 003: retrain_if_needed) -----------------------------------
+#: A retrain needs this many labeled rows resolved since the champion's training date (unless forced).
+MIN_NEW_SAMPLES_FOR_RETRAIN = 20
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,8 @@ class ServingPath(StrEnum):
     HEURISTIC_FALLBACK = "heuristic_fallback"
     #: The arm or configuration disabled the model on purpose.
     HEURISTIC_ARM = "heuristic_arm"
+    #: An operator's kill switch (`feedback-loop ml disable`) was in force: heuristic alone.
+    ML_DISABLED = "ml_disabled"
 
 
 class SignalStatus(StrEnum):

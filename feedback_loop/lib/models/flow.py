@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
-from feedback_loop.lib import rules
+from feedback_loop.lib import policy, rules
 from feedback_loop.lib.frames import MARKET_TICKER
 from feedback_loop.lib.ingest import store as ingest
 from feedback_loop.lib.models import registry
@@ -166,9 +166,34 @@ class TrainingSetRejected(RuntimeError):
     """A blocking training-set check failed; the challenger is not trained."""
 
 
+class TooFewNewSamples(ValueError):
+    """An operator's retrain with fewer new labeled rows than MIN_NEW_SAMPLES_FOR_RETRAIN (seed 003)."""
+
+
+def new_samples_since(frame: pd.DataFrame, since) -> int:
+    """Rows of a training set whose label resolved (t1) after `since`: what the champion could not learn from."""
+    return int((pd.to_datetime(frame["t1"]) > pd.Timestamp(since)).sum())
+
+
+def _require_new_samples(engine: sa.Engine, frame: pd.DataFrame, as_of: pd.Timestamp) -> None:
+    """Refuse when the champion the decision would face was trained on nearly the same rows."""
+    with engine.connect() as conn:
+        champion = registry.champion_as_of(conn, as_of + pd.Timedelta(days=1))
+    if champion is None:
+        return
+    count, need = new_samples_since(frame, champion.trained_as_of), policy.MIN_NEW_SAMPLES_FOR_RETRAIN
+    if count < need:
+        raise TooFewNewSamples(f"only {count} new samples since champion {champion.version} was trained as of "
+                               f"{champion.trained_as_of}, need {need} (--force retrains anyway)")
+
+
 def train_candidate(engine: sa.Engine, as_of, config: TrainingConfig, *, trigger: str, artifact_root,
-                    validate: bool = True):
-    """The training job's steps without Dagster: labeled sets → blended set → gates → challenger (candidate)."""
+                    validate: bool = True, require_new_samples: bool = False):
+    """The training job's steps without Dagster: labeled sets → blended set → gates → challenger (candidate).
+
+    `require_new_samples` (an operator's retrain): TooFewNewSamples, before any training, when the
+    set holds fewer than MIN_NEW_SAMPLES_FOR_RETRAIN rows resolved since the champion's training date.
+    """
     from feedback_loop.lib.training.labels import blended_training_set, training_set_checks
     from feedback_loop.lib.training.model import train_challenger
 
@@ -180,6 +205,8 @@ def train_candidate(engine: sa.Engine, as_of, config: TrainingConfig, *, trigger
     accepted, why = rules.training_set_accepted(training_set_checks(frame, config, as_of))
     if not accepted:
         raise TrainingSetRejected(why)
+    if require_new_samples:
+        _require_new_samples(engine, frame, as_of)
     model = train_challenger(frame, config, as_of, validate=validate)
     with engine.begin() as conn:
         record = model_store.store_model(conn, model, model_id=f"model-{model.version}", trigger=trigger,

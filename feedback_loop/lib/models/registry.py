@@ -472,6 +472,28 @@ def record_retraining_event(
     ).scalar_one()
 
 
+def deployments(conn: sa.Connection, model_id: str | None = None) -> list[dict]:
+    """`model_deployments` rows (all, or one model's) in recording order, with the model's version."""
+    return [dict(row._mapping) for row in conn.execute(sa.text(
+        "SELECT d.deployment_id, d.model_id, m.version, d.action, d.trigger, d.effective_from, d.reason, d.created_at"
+        " FROM model_deployments d JOIN ml_models m USING (model_id)"
+        " WHERE CAST(:id AS TEXT) IS NULL OR d.model_id = CAST(:id AS TEXT)"
+        " ORDER BY d.effective_from, d.deployment_id"), {"id": model_id})]
+
+
+def comparisons(conn: sa.Connection, model_id: str | None = None, through=None) -> list[dict]:
+    """`ml_model_comparisons` rows (all, or those a model took part in, either side) decided by `through`,
+    oldest first; `details` (both models' full holdout metrics) left out."""
+    return [dict(row._mapping) for row in conn.execute(sa.text(
+        "SELECT comparison_id, as_of, new_model_id, current_model_id, new_accuracy, current_accuracy, new_f1,"
+        " current_f1, holdout_rows, new_shadow_win_rate, current_shadow_win_rate, promoted, reason, created_at"
+        " FROM ml_model_comparisons"
+        " WHERE (CAST(:id AS TEXT) IS NULL OR CAST(:id AS TEXT) IN (new_model_id, current_model_id))"
+        " AND (CAST(:through AS DATE) IS NULL OR as_of <= CAST(:through AS DATE))"
+        " ORDER BY as_of, comparison_id"),
+        {"id": model_id, "through": _day(through) if through is not None else None})]
+
+
 def candidate_ids(conn: sa.Connection) -> list[str]:
     return list(conn.execute(sa.text("SELECT model_id FROM ml_models WHERE status = :c ORDER BY trained_as_of"),
                              {"c": ModelStatus.CANDIDATE.value}).scalars())

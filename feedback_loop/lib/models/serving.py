@@ -1,10 +1,11 @@
 """Safe model serving: sha256-verified loading with fallbacks, and prediction logging rows.
 
 Serving order on a date: the champion in force, then the previous champion, then the
-heuristic alone. A model is served only if its artifact's sha256 matches the one recorded
-in `ml_models` at registration (`model_store.load_verified`: the bytes hashed are the bytes
-loaded); any failure to read or verify an artifact falls back, the model skipped and why
-listed in `failures`, and the path taken is recorded with each signal and prediction.
+heuristic alone; while the operator's kill switch (`switch.py`) is off, the heuristic alone.
+A model is served only if its artifact's sha256 matches the one recorded in `ml_models` at
+registration (`model_store.load_verified`: the bytes hashed are the bytes loaded); any failure
+to read or verify an artifact falls back, the model skipped and why listed in `failures`, and
+the path taken is recorded with each signal and prediction.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from feedback_loop.lib.models import registry
+from feedback_loop.lib.models import registry, switch
 from feedback_loop.lib.models import store as model_store
 from feedback_loop.lib.models.registry import ModelRecord
 from feedback_loop.lib.signals.features import feature_vectors
@@ -41,6 +42,8 @@ class ServingResult:
     record: ModelRecord | None
     serving_path: ServingPath
     failures: list[str] = field(default_factory=list)
+    #: Why no model serves when that was decided rather than failed (the kill switch).
+    note: str = ""
 
 
 def load_for_serving(candidates: list[tuple[ModelRecord, str]]) -> ServingResult:
@@ -62,7 +65,11 @@ def load_for_serving(candidates: list[tuple[ModelRecord, str]]) -> ServingResult
 
 
 def serve_as_of(conn: sa.Connection, as_of) -> ServingResult:
-    """The model serving the signals of `as_of`: champion in force, else previous champion."""
+    """The model serving the signals of `as_of`: champion in force, else previous champion;
+    none ('ml_disabled', with the switch's who/why as `note`) while ML is switched off."""
+    ml = switch.ml_switch_as_of(conn, as_of)
+    if not ml.enabled:
+        return ServingResult(None, None, ServingPath.ML_DISABLED, note=ml.describe())
     candidates = [
         (record, path)
         for record, path in (

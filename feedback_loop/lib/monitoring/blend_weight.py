@@ -235,3 +235,18 @@ def blend_weight_as_of(conn: sa.Connection, as_of) -> float:
 def days_since_last_move(conn: sa.Connection, as_of) -> int | None:
     """Days from the last logged weight move (decided before `as_of`) to `as_of`; None if never moved."""
     return rules.days_since_blend_move((day for day, _, moved in _logged_weights(conn, as_of) if moved), as_of)
+
+
+def blend_weight_moves(conn: sa.Connection, through) -> list[dict]:
+    """The logged decisions that moved the weight, decided on or before `through`, oldest first:
+    decided (serving from the next day), old and new weight, reason."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT analysis_date, details FROM feature_importance_history WHERE feature_name = :feature"
+            " AND model_id IS NULL AND (details->>'changed')::boolean AND analysis_date <= :through"
+            " ORDER BY analysis_date"
+        ),
+        {"feature": BLEND_WEIGHT_FEATURE, "through": pd.Timestamp(through).date()},
+    ).all()
+    return [{"decided": day, "old_weight": details["old_weight"], "new_weight": details["new_weight"],
+             "reason": details["reason"]} for day, details in rows]

@@ -235,6 +235,15 @@ def _finite_or_none(value):
     return None if value is None or math.isnan(value) else value
 
 
+def latest_drift_report(conn: sa.Connection, as_of) -> dict | None:
+    """The newest drift_reports row dated on or before `as_of`, or None."""
+    row = conn.execute(sa.text(
+        "SELECT as_of, model_id, recommendation, score_psi, drifting_features, rolling_accuracy,"
+        " validation_accuracy, live_rows, reference_rows, reason FROM drift_reports WHERE as_of <= :d"
+        " ORDER BY as_of DESC, model_id LIMIT 1"), {"d": pd.Timestamp(as_of).date()}).first()
+    return dict(row._mapping) if row is not None else None
+
+
 def clear_drift_reports(conn: sa.Connection, as_of) -> None:
     """A re-run of a day replaces its report, whichever champion the earlier run measured."""
     conn.execute(sa.text("DELETE FROM drift_reports WHERE as_of = :d"), {"d": pd.Timestamp(as_of).date()})

@@ -162,6 +162,14 @@ def _log_mode_change(conn: sa.Connection, change: dict) -> None:
         " VALUES (:old, :new, :by, :reason, :confirmed, :flag, :outcome)"), change)
 
 
+def last_mode_change(conn: sa.Connection) -> dict | None:
+    """The newest trading_mode_changes row (applied or refused), or None."""
+    row = conn.execute(sa.text(
+        "SELECT old_mode, new_mode, changed_by, reason, confirmed, env_flag_set, outcome, created_at"
+        " FROM trading_mode_changes ORDER BY change_id DESC LIMIT 1")).first()
+    return dict(row._mapping) if row is not None else None
+
+
 def exchange_today(now: dt.datetime) -> dt.date:
     """The exchange's calendar date at the instant `now` (timezone-aware)."""
     return now.astimezone(EXCHANGE_TZ).date()

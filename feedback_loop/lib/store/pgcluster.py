@@ -137,7 +137,7 @@ class LocalCluster:
         if os.geteuid() == 0:
             # The server refuses to run as root: run it as an unprivileged system user.
             cmd = ["runuser", "-u", _unprivileged_user(), "--", *cmd]
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, **kwargs)
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, **kwargs)
 
     def is_running(self) -> bool:
         if not (self.data_dir / "PG_VERSION").exists():
@@ -226,7 +226,7 @@ class LocalCluster:
 
 def _unprivileged_user() -> str:
     user = "postgres"
-    if subprocess.run(["id", "-u", user], capture_output=True).returncode != 0:
+    if subprocess.run(["id", "-u", user], capture_output=True, check=False).returncode != 0:
         subprocess.run(["useradd", "--system", "--no-create-home", user], check=True)
     return user
 
