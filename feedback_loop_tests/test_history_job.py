@@ -10,9 +10,11 @@ import sqlalchemy as sa
 from dagster._core.definitions.run_request import InstigatorType
 
 from feedback_loop.defs.automation import TRAINING_KEY_TAG
+from feedback_loop.defs.history import refuse_foreign_history
 from feedback_loop.lib import rules
 from feedback_loop.lib.frames import MARKET_TICKER
-from feedback_loop_tests.harness import definitions_for
+from feedback_loop.lib.models import store as model_store
+from feedback_loop_tests.harness import definitions_for, small_model
 
 START, END = "2024-03-01", "2024-04-30"
 INGEST = [dg.AssetKey(k) for k in ("politicians", "disclosures", "market_prices")]
@@ -78,3 +80,14 @@ def test_history_run_records_every_day_in_date_order(db_url, tmp_path, instance)
             repository_def=definitions.get_repository_def()))
         requested |= {r.tags[TRAINING_KEY_TAG] for r in data.run_requests or []}
     assert len(requested) <= 1
+
+
+def test_a_history_never_merges_into_another(engine, tmp_path):
+    """A live champion (or a history of other dates) in the database: the history refuses before it runs."""
+    model, frame = small_model("2023-06-01", "2023-12-29", pd.Timestamp("2024-02-29"))
+    refuse_foreign_history(engine, pd.Timestamp("2024-03-01"), pd.Timestamp("2024-04-30"))  # empty: fine
+    with engine.begin() as conn:
+        model_store.store_model(conn, model, model_id=f"model-{model.version}", trigger="manual",
+                                training_frame=frame, artifact_root=tmp_path)
+    with pytest.raises(dg.Failure, match="fresh database"):
+        refuse_foreign_history(engine, pd.Timestamp("2024-03-01"), pd.Timestamp("2024-04-30"))
