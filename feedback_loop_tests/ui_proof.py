@@ -194,7 +194,8 @@ def main() -> None:
         with dev_server(env, log_path) as url:
             proof = capture(url, SCREENSHOT_DIR, args.asset, args.checks_asset)
     except (ProofError, BrowserError, OSError, requests.RequestException) as exc:
-        sys.exit(f"screenshots: {str(exc).splitlines()[0]}")
+        print(f"screenshots: {str(exc).splitlines()[0]}", file=sys.stderr)
+        sys.exit(2)
     print(f"{args.asset}: the partitions page shows {proof.ui_materialized} of {proof.partitions} partitions "
           f"materialized ({proof.materialized_in_year} in {YEAR})")
     print(f"{args.checks_asset} checks shown: {', '.join(proof.checks)}")
