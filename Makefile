@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install ui clean
+.PHONY: demo test install ui screenshots clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -22,6 +22,11 @@ test: install
 
 ui: install
 	$(BIN)/feedback-loop dev
+
+# After `make demo`: the UI in headless Chromium (Debian's `chromium`); checks what the lineage, the
+# partitions page and the checks page show and saves them as docs/screenshots/*.png.
+screenshots: install
+	$(BIN)/python -m feedback_loop_tests.ui_proof
 
 clean:
 	-$(BIN)/feedback-loop db remove --yes
