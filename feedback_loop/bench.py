@@ -50,8 +50,8 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from feedback_loop.lib.ingest import store as ingest
 from feedback_loop.lib.frames import PRICE_COLUMNS, SECTOR_COLUMNS
+from feedback_loop.lib.ingest import store as ingest
 from feedback_loop.lib.ingest.synthetic import SyntheticConfig, generate
 from feedback_loop.lib.models import registry
 from feedback_loop.lib.models import store as model_store
