@@ -12,7 +12,8 @@ from feedback_loop.lib.store import db
 from feedback_loop.lib.store.pgcluster import create_database_if_missing
 
 STAGES = [
-    "generate", "parse", "ingest_disclosures", "ingest_prices", "features", "features_reference", "labels",
+    "generate", "parse", "ingest_disclosures", "ingest_prices",
+    "ingest_prices_reference", "features", "features_reference", "labels",
     "training", "promotion", "batch_scoring", "batch_signals", "single_scoring", "daily_loop_step", "replay_day",
 ]
 
@@ -57,6 +58,9 @@ def test_the_figures_describe_the_same_data(result):
     assert parse["rows"] == parse["accepted"] + parse["rejected"] and parse["accepted"] > 2500
     assert stages["ingest_disclosures"]["by_table"]["disclosures"] == parse["accepted"]
     assert stages["ingest_prices"]["rows"] >= stages["generate"]["price_rows"]
+    reference = stages["ingest_prices_reference"]
+    assert reference["rows"] == stages["ingest_prices"]["rows"]
+    assert reference["ingest_ratio"] == pytest.approx(stages["ingest_prices"]["seconds"] / reference["seconds"], rel=0.01)
     assert stages["features_reference"]["rows"] == stages["features"]["rows"] == stages["labels"]["rows"]
     assert stages["features_reference"]["agreement"]["equal"], stages["features_reference"]["agreement"]
     assert stages["batch_scoring"]["rows"] == bench.BATCH_SIGNALS

@@ -123,9 +123,14 @@ def test_predict_signals_confidence_is_the_probability_of_the_direction_given_a_
 
 
 def test_evaluate_reproduces_the_holdout_metrics(model):
-    scored = model.evaluate(model.holdout)
+    scored = model.evaluate(model.holdout.copy())  # not the holdout itself: computed again
     for name in ("accuracy", "f1_weighted", "roc_auc_ovr", "brier", "log_loss", "ece"):
         assert scored[name] == pytest.approx(model.metrics[name])
+    # The holdout's own metrics come from training, equal to computing them again, and as a copy.
+    kept = model.evaluate(model.holdout)
+    assert kept == scored
+    kept["per_class"]["buy"]["support"] = -1
+    assert model.evaluate(model.holdout) == scored
 
 
 def test_calibration_png_is_a_png(model):
@@ -186,6 +191,9 @@ def test_classification_metrics_equal_scikit_learn():
     assert result["brier"] == pytest.approx(((proba - one_hot) ** 2).sum(axis=1).mean())
     assert result["brier"] == pytest.approx(brier_score_loss(y, proba, scale_by_half=False))
     assert result["per_class"]["strong_buy"]["support"] == (y == 4).sum()
+    absent = classification_metrics(np.where(y == 4, 3, y), proba, list(SignalType))  # no strong_buy left
+    assert absent["f1_weighted"] == f1_score(np.where(y == 4, 3, y), predicted, labels=range(5),
+                                             average="weighted", zero_division=0)
 
 
 def test_roc_auc_over_present_classes_when_one_is_absent():

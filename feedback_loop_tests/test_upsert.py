@@ -168,3 +168,29 @@ def test_upsert_rolls_back_with_the_callers_transaction(engine):
     assert _upsert(engine, "ticker_sectors", frame.iloc[:0], ["ticker"]) == 0
     with pytest.raises(ValueError, match="no columns"):
         _upsert(engine, "ticker_sectors", frame.assign(nope=1), ["ticker"])
+
+
+def _indexes(engine, table):
+    return _rows(engine, f"SELECT indexname, indexdef FROM pg_indexes WHERE tablename = '{table}' ORDER BY 1")
+
+
+@pytest.mark.parametrize("bulk_rows", [1, 10**9], ids=["bulk-load", "staged"])
+def test_a_large_write_into_an_empty_table_gives_the_staged_upserts_rows_and_keeps_its_indexes(
+        engine, monkeypatch, bulk_rows):
+    """A frame of BULK_LOAD_MIN_ROWS or more into an empty table is copied straight in with the indexes
+    built after; the rows, the constraints and a re-run are as with the staged INSERT ... ON CONFLICT."""
+    monkeypatch.setattr(db, "BULK_LOAD_MIN_ROWS", bulk_rows)
+    indexes = _indexes(engine, "prices")
+    frame = pd.DataFrame({
+        "ticker": ["AAA", "BBB", "AAA", "AAA"], "date": pd.to_datetime(["2020-01-02"] * 2 + ["2020-01-03"] * 2),
+        "close": [10.0, 20.0, 11.0, 12.0], "adj_close": [10.0, 20.0, 11.0, 12.0], "open": [None, np.nan, 1.0, 2.0],
+    })
+    assert _upsert(engine, "prices", frame, ["ticker", "date"]) == 4
+    assert _rows(engine, "SELECT ticker, date, close, open FROM prices ORDER BY 1, 2") == [
+        ("AAA", dt.date(2020, 1, 2), 10.0, None), ("AAA", dt.date(2020, 1, 3), 12.0, 2.0),
+        ("BBB", dt.date(2020, 1, 2), 20.0, None)]
+    assert _indexes(engine, "prices") == indexes
+    assert _upsert(engine, "prices", frame.assign(close=frame["close"] + 1), ["ticker", "date"]) == 4
+    assert _rows(engine, "SELECT close FROM prices ORDER BY ticker, date") == [(11.0,), (13.0,), (21.0,)]
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO prices (ticker, date, close, adj_close) VALUES ('AAA', '2020-01-02', 1, 1)"))

@@ -220,6 +220,8 @@ class LoopEngine:
                                blend_weight=self.policy.ml_blend_weight,
                                starting_blend_weight=self.policy.ml_blend_weight)
         self._daily_by_date = dict(tuple(self.panel.daily.groupby("as_of", sort=False)))
+        self._price_dates = pd.to_datetime(data.prices["date"]).to_numpy("datetime64[ns]")
+        self._price_rows = data.prices.groupby("ticker", sort=False).indices
         self._score_cache: dict[tuple[str, pd.Timestamp], np.ndarray] = {}
         self._shadow_done: set[str] = set()
 
@@ -267,13 +269,30 @@ class LoopEngine:
     def _prices_until(self, day: pd.Timestamp) -> pd.DataFrame:
         return self.data.prices[self.data.prices["date"] <= day]
 
+    def _prices_of(self, tickers, day: pd.Timestamp, after: pd.Timestamp | None = None) -> pd.DataFrame:
+        """The price rows of `tickers` dated after `after` (when given) through `day`, in their order in
+        the data: what the portfolio and outcome functions would keep of all prices until `day`."""
+        rows = [self._price_rows[t] for t in set(tickers) if t in self._price_rows]
+        if not rows:
+            return self.data.prices.iloc[:0]
+        rows = np.sort(np.concatenate(rows))
+        dates = self._price_dates[rows]
+        keep = dates <= day.to_datetime64()
+        if after is not None:
+            keep &= dates > after.to_datetime64()
+        return self.data.prices.iloc[rows[keep]]
+
     def _trade(self, day: pd.Timestamp) -> None:
-        prices = self._prices_until(day)
         queued = self.state.queued if self.state.queued is not None else pd.DataFrame()
         self.record.queued = queued
         before = self.state.portfolio.positions
         closed_before = set(before.loc[before["status"] == "closed", "position_id"]) if len(before) else set()
-        self.state.portfolio, updates = step_portfolio(self.state.portfolio, day, queued, prices, self.policy)
+        # step_portfolio reads the queued signals' and the open positions' tickers only.
+        tickers = set(before.loc[before["status"] == "open", "ticker"]) if len(before) else set()
+        if len(queued):
+            tickers |= set(queued["ticker"])
+        self.state.portfolio, updates = step_portfolio(self.state.portfolio, day, queued,
+                                                       self._prices_of(tickers, day), self.policy)
         self.state.queued = None
         self._apply_status_updates(updates, day)
         self.record.updates = updates
@@ -281,11 +300,13 @@ class LoopEngine:
         newly_closed = positions[(positions["status"] == "closed") & ~positions["position_id"].isin(closed_before)]
         self.record.closed_positions = newly_closed
         if len(newly_closed):
-            self.record.closed = outcomes_lib.outcomes_from_positions(newly_closed, self.state.all_signals(), prices)
+            # Outcomes read SPY's prices only (the market return over each trade).
+            self.record.closed = outcomes_lib.outcomes_from_positions(
+                newly_closed, self.state.all_signals(), self._prices_of({MARKET_TICKER}, day))
             self.state.outcomes.append(self.record.closed)
-        self._resolve_shadow(day, prices)
+        self._resolve_shadow(day)
 
-    def _resolve_shadow(self, day: pd.Timestamp, prices: pd.DataFrame) -> None:
+    def _resolve_shadow(self, day: pd.Timestamp) -> None:
         """Shadow outcomes of candidates that can resolve today (`shadow_resolution_window`) and have not yet."""
         candidates = self.state.candidates
         if not len(candidates):
@@ -293,10 +314,13 @@ class LoopEngine:
         horizon = self.policy.shadow_horizon_days
         oldest, youngest = shadow_resolution_window(day, horizon)
         window = candidates[(candidates["as_of"] > oldest) & (candidates["as_of"] <= youngest)]
-        pending = window[~window["signal_id"].isin(self._shadow_done)]
+        # Set lookups: `isin` would turn the ever-growing set into an array every day.
+        done = self._shadow_done
+        pending = window[[signal_id not in done for signal_id in window["signal_id"]]]
         if not len(pending):
             return
-        recent_prices = prices[prices["date"] > oldest]
+        # Shadow outcomes read the candidates' tickers and SPY (the market return).
+        recent_prices = self._prices_of(set(pending["ticker"]) | {MARKET_TICKER}, day, after=oldest)
         resolved = shadow_outcomes_of_candidates(pending, recent_prices, day, horizon)
         if len(resolved):
             self.record.shadow_resolved = resolved

@@ -123,7 +123,7 @@ _ARROW_KINDS = frozenset({
 })
 
 
-def _column_types(cursor, table: str, columns) -> dict[str, str]:
+def column_types(cursor, table: str, columns) -> dict[str, str]:
     """Column name -> SQL type of `table` (resolved through the search_path); ValueError when
     `columns` (the frame's) name one the table lacks."""
     cursor.execute(
@@ -147,7 +147,7 @@ def _as_text(value) -> str:
     return str(value)
 
 
-def _arrow_column(values, sql_type: str):
+def arrow_column(values, sql_type: str):
     """One frame column as a pyarrow array; every missing value (None/NaN/NaT) becomes null."""
     import pandas as pd
     import pyarrow as pa
@@ -183,6 +183,61 @@ def _conflict_action(columns: list[str], key_columns: list[str], types: dict[str
     return f"{action} WHERE ({current}) IS DISTINCT FROM ({incoming})"
 
 
+def copy_arrays(cursor, table: str, columns: list[str], arrays) -> None:
+    """COPY Arrow `arrays` (one per column of `columns`) into `table`, streamed as CSV in chunks."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    data = pa.Table.from_arrays(arrays, names=[f"c{i}" for i in range(len(columns))])
+    # Strings are always quoted and NULLs never: '' stays '', NULL stays NULL.
+    options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    copy = f"COPY {table} ({quoted}) FROM STDIN WITH (FORMAT csv)"
+    for start in range(0, data.num_rows, COPY_CHUNK_ROWS):
+        buffer = io.BytesIO()
+        pa_csv.write_csv(data.slice(start, COPY_CHUNK_ROWS), buffer, options)
+        buffer.seek(0)
+        cursor.copy_expert(copy, buffer, size=1 << 20)
+
+
+#: From this many rows, a write into an empty table is a bulk load: COPY straight into the table
+#: with its indexes dropped and built after (the bulk-loading advice of PostgreSQL's manual).
+BULK_LOAD_MIN_ROWS = 100_000
+
+
+def _copy_into_empty(cursor, table: str, columns: list[str], arrays) -> bool:
+    """COPY straight into `table` when it is empty (no row can conflict); False when it is not.
+
+    Holds an ACCESS EXCLUSIVE lock on `table` until the transaction ends. The table's indexes and
+    primary/unique constraints are dropped and created again after the COPY, unless a foreign key
+    depends on them."""
+    cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
+    if cursor.fetchone()[0]:
+        return False
+    cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+    cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
+    if cursor.fetchone()[0]:
+        return False
+    cursor.execute(
+        "SELECT pg_get_indexdef(i.indexrelid), i.indexrelid::regclass::text, c.conname,"
+        " pg_get_constraintdef(c.oid) FROM pg_index i"
+        " LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid"
+        " WHERE i.indrelid = %s::regclass", (table,))
+    indexes = cursor.fetchall()
+    cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' AND confrelid = %s::regclass)",
+                   (table,))
+    if cursor.fetchone()[0]:
+        indexes = []
+    for _, index, constraint, _ in indexes:
+        cursor.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{constraint}"' if constraint
+                       else f"DROP INDEX {index}")
+    copy_arrays(cursor, table, columns, arrays)
+    for definition, _, constraint, constraint_definition in indexes:
+        cursor.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{constraint}" {constraint_definition}' if constraint
+                       else definition)
+    return True
+
+
 def upsert_frame(conn: sa.Connection, table: str, frame, key_columns: list[str]) -> int:
     """INSERT ... ON CONFLICT (key) DO UPDATE every row of `frame`; returns rows written (len(frame)).
 
@@ -195,25 +250,28 @@ def upsert_frame(conn: sa.Connection, table: str, frame, key_columns: list[str])
     The frame is converted column by column to Arrow, streamed as CSV with `COPY ... FROM STDIN`
     into a temporary table holding the frame's columns, and merged from there with one
     INSERT ... SELECT ... ON CONFLICT, all on the connection's own transaction. (Multi-row
-    VALUES pages converted value by value in Python wrote ~25k rows/s.)
+    VALUES pages converted value by value in Python wrote ~25k rows/s.) Into an empty table whose
+    column types take the values as they are, a large frame is copied straight in (`_copy_into_empty`).
     """
     if frame is None or len(frame) == 0:
         return 0
     import psycopg2.extensions
     import pyarrow as pa
-    import pyarrow.csv as pa_csv
 
     columns = list(frame.columns)
     unique = frame[~frame.duplicated(subset=key_columns, keep="last")]
     raw = conn.connection.driver_connection
     with raw.cursor() as cursor:
-        types = _column_types(cursor, table, columns)
-        arrays = [_arrow_column(unique[c], types[c]) for c in columns]
+        types = column_types(cursor, table, columns)
+        arrays = [arrow_column(unique[c], types[c]) for c in columns]
         # Floats into integer columns go through numeric, rounded by the INSERT's assignment cast.
         staged = [
             "numeric" if types[c] in _INTEGER_TYPES and not pa.types.is_integer(a.type) else types[c]
             for c, a in zip(columns, arrays, strict=True)
         ]
+        bulk = len(unique) >= BULK_LOAD_MIN_ROWS and not raw.autocommit and staged == [types[c] for c in columns]
+        if bulk and _copy_into_empty(cursor, table, columns, arrays):
+            return len(frame)
         quoted = ", ".join(f'"{c}"' for c in columns)
         stage = f"_upsert_{uuid.uuid4().hex}"
         definitions = ", ".join(f'"{c}" {t}' for c, t in zip(columns, staged, strict=True))
@@ -221,15 +279,7 @@ def upsert_frame(conn: sa.Connection, table: str, frame, key_columns: list[str])
             f"CREATE TEMP TABLE {stage} ({definitions})" + ("" if raw.autocommit else " ON COMMIT DROP")
         )
         try:
-            data = pa.Table.from_arrays(arrays, names=[f"c{i}" for i in range(len(columns))])
-            # Strings are always quoted and NULLs never: '' stays '', NULL stays NULL.
-            options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
-            copy = f"COPY {stage} ({quoted}) FROM STDIN WITH (FORMAT csv)"
-            for start in range(0, data.num_rows, COPY_CHUNK_ROWS):
-                buffer = io.BytesIO()
-                pa_csv.write_csv(data.slice(start, COPY_CHUNK_ROWS), buffer, options)
-                buffer.seek(0)
-                cursor.copy_expert(copy, buffer, size=1 << 20)
+            copy_arrays(cursor, stage, columns, arrays)
             keys = ", ".join(f'"{c}"' for c in key_columns)
             cursor.execute(
                 f"INSERT INTO {table} AS t ({quoted}) SELECT {quoted} FROM {stage} "
@@ -281,7 +331,7 @@ def upsert_changed_parts(conn: sa.Connection, table: str, frame, key_columns: li
         if not cursor.fetchone()[0]:
             raise ValueError(f"table {table} has no forget_ingest_fingerprints trigger: its fingerprints "
                              "could outlive writes made elsewhere")
-        types = _column_types(cursor, table, frame.columns)
+        types = column_types(cursor, table, frame.columns)
     group = parts.groupby(list(parts.columns), sort=False, dropna=False).ngroup().to_numpy()
     names = parts.iloc[np.unique(group, return_index=True)[1]].astype(str)  # each part's first row
     part = names.iloc[:, 0]
@@ -328,7 +378,7 @@ def _row_hashes(frame, types: dict[str, str]):
 
     values, nulls = {}, np.zeros(len(frame), dtype="uint64")
     for position, column in enumerate(frame.columns):
-        array = _arrow_column(frame[column], types[column])
+        array = arrow_column(frame[column], types[column])
         if types[column] in _HASHED_AS:
             try:
                 array = array.cast(_HASHED_AS[types[column]])

@@ -81,9 +81,9 @@ def _split_by_reason(frame: pd.DataFrame, reasons: list[tuple[str, pd.Series]]):
     return frame[remaining], dropped
 
 
-def _adjusted_prices(prices: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
-    p = normalize_dates(prices)
-    p = p[p["date"] <= as_of]
+def _adjusted_prices(prices: pd.DataFrame, start: pd.Timestamp, as_of: pd.Timestamp) -> pd.DataFrame:
+    dates = pd.to_datetime(prices["date"]).dt.normalize()
+    p = normalize_dates(prices[(dates >= start) & (dates <= as_of)])
     adj_open = p["open"] * p["adj_close"] / p["close"]
     out = pd.DataFrame({
         "ticker": p["ticker"], "date": p["date"],
@@ -107,7 +107,9 @@ def market_labeled_set(
     """
     as_of = pd.Timestamp(as_of).normalize()
     rows = normalize_dates(features).reset_index(drop=True)
-    adjusted = _adjusted_prices(prices, as_of)
+    lookback_start = as_of - pd.Timedelta(days=config.lookback_days)
+    # Kept rows have t0 >= lookback_start and enter after t0: earlier prices are never read.
+    adjusted = _adjusted_prices(prices, lookback_start, as_of)
     market = adjusted[adjusted["ticker"] == MARKET_TICKER].set_index("date").sort_index()
     calendar = market.index.to_numpy("datetime64[ns]")
     if len(calendar) == 0:
@@ -133,7 +135,6 @@ def market_labeled_set(
         index=rows.index,
     )
 
-    lookback_start = as_of - pd.Timedelta(days=config.lookback_days)
     kept, dropped = _split_by_reason(rows, [
         ("after_cutoff", rows["as_of"] > as_of),
         ("outside_lookback", rows["as_of"] < lookback_start),

@@ -10,9 +10,10 @@ hyperparameters.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -152,6 +153,8 @@ class TrainedModel:
     #: HOLDOUT_COLUMNS: the rows champion and challenger are both scored on.
     holdout: pd.DataFrame
     calibration_png: bytes
+    #: `evaluate(holdout)` as training computed it (None for a model loaded from its artifact).
+    holdout_metrics: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """Calibrated class probabilities, columns in `classes` order; NaN features allowed."""
@@ -186,6 +189,8 @@ class TrainedModel:
 
     def evaluate(self, frame: pd.DataFrame) -> dict[str, Any]:
         """classification_metrics of this model on labeled rows (e.g. a challenger's holdout)."""
+        if frame is self.holdout and self.holdout_metrics is not None:
+            return copy.deepcopy(self.holdout_metrics)
         return metric_fns.classification_metrics(
             frame["label"], self.predict_proba(frame), self.classes)
 
@@ -276,4 +281,5 @@ def train_challenger(
         # Rendered for validated (published) models only: the engine's in-loop retrains skip it.
         calibration_png=(metric_fns.calibration_curve_png(holdout["label"], holdout_proba, classes)
                          if validate else b""),
+        holdout_metrics=copy.deepcopy(holdout_result),
     )

@@ -1,0 +1,92 @@
+"""A short replay decides exactly what it decided before the speed work (issue 16).
+
+`replay_parity_expected.json.gz` was written by the code before any optimisation of the engine,
+training or scoring (`python -m feedback_loop_tests.test_replay_parity --write`); every arm's
+signals, candidate calls, positions, equity, outcomes, shadow outcomes, retrains, promotions
+and blend-weight moves must match it row for row (floats within 1e-9 relative).
+"""
+
+import gzip
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from feedback_loop.lib.ingest.synthetic import SyntheticConfig, SyntheticDisclosureSource, generate
+from feedback_loop.lib.loop.engine import LoopData
+from feedback_loop.lib.loop.replay import ReplayInputs, run_arms
+
+EXPECTED = Path(__file__).parent / "data" / "replay_parity_expected.json.gz"
+CONFIG = SyntheticConfig.scale(2500, 80, 2.0, seed=11)
+START, END = "2024-03-01", "2024-05-31"
+RETRAIN_KEYS = ("as_of", "trigger", "use_outcomes", "rows", "new_model_id", "old_model_id", "deployed", "reason")
+
+
+def _records(frame: pd.DataFrame | None) -> list[dict]:
+    if frame is None or not len(frame):
+        return []
+    frame = frame.reset_index(drop=True)
+    return json.loads(frame[sorted(frame.columns)].to_json(orient="records", date_format="iso", double_precision=15))
+
+
+def _plain(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def replay_decisions() -> dict:
+    """Every decision of every arm of the short replay, as JSON-ready records."""
+    ds = generate(CONFIG)
+    inputs = ReplayInputs(LoopData(ds.disclosures, ds.prices, ds.sectors, ds.politicians),
+                          SyntheticDisclosureSource(CONFIG).load_disclosures(), {})
+    states = run_arms(inputs, START, END)
+    out = {}
+    for arm, state in states.items():
+        out[arm] = {
+            "signals": _records(state.signals),
+            "candidates": _records(state.candidates),
+            "positions": _records(state.portfolio.positions),
+            "equity": _records(state.portfolio.equity),
+            "outcomes": _records(state.all_outcomes()),
+            "shadow": _records(state.shadow),
+            "retrains": _plain([{k: e.get(k) for k in RETRAIN_KEYS} for e in state.retrain_events]),
+            "deployments": _plain(state.deployments),
+            "blend_weights": _plain([(m["as_of"], m["decision"].new_weight) for m in state.blend_weight_path]),
+            "skipped": _plain(state.skipped_requests),
+            "drift": _plain([(r["as_of"], r["model_id"], r["report"].recommendation.value)
+                             for r in state.drift_reports]),
+        }
+    return out
+
+
+def _assert_same(actual, expected, where: str) -> None:
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict) and sorted(actual) == sorted(expected), where
+        for key in expected:
+            _assert_same(actual[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), f"{where}: {len(actual)} != {len(expected)}"
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            _assert_same(a, e, f"{where}[{i}]")
+    elif isinstance(expected, float) and isinstance(actual, (int, float)):
+        assert np.isclose(actual, expected, rtol=1e-9, atol=1e-12), f"{where}: {actual} != {expected}"
+    else:
+        assert actual == expected, f"{where}: {actual!r} != {expected!r}"
+
+
+@pytest.mark.slow
+def test_short_replay_makes_the_decisions_it_made_before_the_speed_work():
+    expected = json.loads(gzip.decompress(EXPECTED.read_bytes()))
+    actual = replay_decisions()
+    # The expectation is not trivial: trades, retrains and promotions all happened.
+    closed = expected["closed_loop"]
+    assert closed["positions"] and closed["signals"] and any(r["deployed"] for r in closed["retrains"])
+    _assert_same(actual, expected, "replay")
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
+    EXPECTED.parent.mkdir(exist_ok=True)
+    EXPECTED.write_bytes(gzip.compress(json.dumps(replay_decisions(), sort_keys=True).encode(), mtime=0))
+    print(f"wrote {EXPECTED}")
