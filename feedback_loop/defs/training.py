@@ -51,13 +51,17 @@ def model_metadata(model, record) -> dict:
     """What a person reads about a challenger in the UI: holdout metrics, folds, importance, calibration."""
     metrics = model.metrics
     numbers = {f"holdout_{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
+    intervals = {f"holdout_{k}": dg.MetadataValue.json(metrics[k]) for k in ("roc_auc_ovr_ci", "accuracy_ci",
+                                                                           "top_confidence_excess_pct_ci")
+                 if metrics.get(k) is not None}
     fold_lines = ["| validation | fold | accuracy | f1_weighted |", "|---|---|---|---|"]
     for scheme, folds in metrics.get("folds", {}).items():
         for i, fold in enumerate(folds.get("per_fold", []) if isinstance(folds, dict) else folds):
             fold_lines.append(f"| {scheme} | {i} | {fold.get('accuracy', float('nan')):.4f} | {fold.get('f1_weighted', float('nan')):.4f} |")
     importance = sorted(model.feature_importance.items(), key=lambda kv: -kv[1])
     return {
-        **numbers,
+        **numbers, **intervals,
+        "skill": metrics.get("skill_verdict", "no edge detected: no skill interval"),
         "model_id": record.model_id, "version": record.version, "status": record.status,
         "artifact_sha256": record.artifact_sha256,
         "folds": dg.MetadataValue.md("\n".join(fold_lines)),
@@ -173,4 +177,6 @@ def promotion_decision(context: dg.AssetExecutionContext, config: TrainingRunCon
         **({"comparison_plot": dg.MetadataValue.md(png_markdown(result.png, "champion vs challenger"))}
            if result.png else {}),
         "holdout_rows": result.holdout_rows,
+        **{key: dg.MetadataValue.json(value) if isinstance(value, list) else float("nan") if value is None else value
+           for key, value in result.evidence_metadata().items()},
     })
