@@ -39,6 +39,9 @@ def blend_weight(context: dg.AssetExecutionContext, database: DatabaseResource) 
         "ml_win_rate": decision.ml_win_rate if decision.ml_win_rate is not None else float("nan"),
         "heuristic_win_rate": decision.heuristic_win_rate if decision.heuristic_win_rate is not None else float("nan"),
         "ml_breakevens": counts["ml_breakevens"], "heuristic_breakevens": counts["heuristic_breakevens"],
+        "test": decision.test or "none (no resolved outcomes on a side)",
+        "p_value": decision.p_value if decision.p_value is not None else float("nan"),
+        "difference_ci": dg.MetadataValue.json(list(decision.difference_ci) if decision.difference_ci else None),
     })
 
 
