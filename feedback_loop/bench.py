@@ -296,7 +296,7 @@ def _training_frame(features: pd.DataFrame, dataset, as_of: pd.Timestamp, config
 
 
 def _train_and_gate(features, dataset, engine: sa.Engine, repeats: int, work: Path):
-    from feedback_loop.lib.models.promotion import decide_promotion
+    from feedback_loop.lib.models.promotion import compare_on_holdout
     from feedback_loop.lib.training.model import train_challenger
 
     config = TrainingConfig()
@@ -318,7 +318,7 @@ def _train_and_gate(features, dataset, engine: sa.Engine, repeats: int, work: Pa
 
     def gate():
         new, current = (model_store.load_verified(r) for r in reversed(records))
-        return decide_promotion(new.evaluate(new.holdout), current.evaluate(new.holdout))
+        return compare_on_holdout(new, current, new.holdout).decision
 
     timing, decision = measure(gate, repeats=repeats)
     stages["promotion"] = _entry(timing, len(challenger.holdout), promote=decision.promote)

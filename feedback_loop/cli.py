@@ -203,6 +203,10 @@ def _train(as_of: dt.date | None, use_outcomes: bool, num_classes: str, *, decid
                f"{metrics['holdout_rows']} holdout rows)")
     for key in ("accuracy", "f1_weighted", "roc_auc_ovr", "brier", "log_loss", "ece"):
         click.echo(f"  holdout {key}: {metrics[key]:.4f}" if metrics.get(key) is not None else f"  holdout {key}: n/a")
+    for key in ("roc_auc_ovr_ci", "accuracy_ci", "top_confidence_excess_pct_ci"):
+        if metrics.get(key) is not None:
+            click.echo(f"  holdout {key.removesuffix('_ci')} 95% interval: [{metrics[key][0]:.4f}, {metrics[key][1]:.4f}]")
+    click.echo(f"  skill: {metrics.get('skill_verdict', 'no edge detected: no skill interval')}")
     for scheme, averages in metrics.get("fold_averages", {}).items():
         click.echo(f"  {scheme}: accuracy {_num(averages.get('accuracy'))}, "
                    f"f1_weighted {_num(averages.get('f1_weighted'))}")

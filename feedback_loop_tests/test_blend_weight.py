@@ -25,13 +25,33 @@ def test_exactly_five_points_ahead_or_behind_does_not_move():
         assert "within" in decision.reason
 
 
-def test_just_beyond_five_points_moves_one_step():
-    up = next_blend_weight(0.20, 56, 100, 50, 100)
-    down = next_blend_weight(0.20, 50, 100, 56, 100)
+def test_just_beyond_five_points_and_significant_moves_one_step():
+    up = next_blend_weight(0.20, 560, 1000, 500, 1000)
+    down = next_blend_weight(0.20, 500, 1000, 560, 1000)
     assert up.new_weight == 0.30 and up.changed  # not 0.30000000000000004
     assert down.new_weight == 0.10 and down.changed
-    assert up.ml_win_rate == 0.56 and up.heuristic_win_rate == 0.50 and up.sample_size == 100
+    assert up.ml_win_rate == 0.56 and up.heuristic_win_rate == 0.50 and up.sample_size == 1000
     assert "0.20 -> 0.30" in up.reason
+    assert up.test == "two-proportion z-test" and up.p_value < 0.05
+    assert up.difference_ci[0] > 0 > down.difference_ci[1]
+    assert up.difference_ci[0] < 0.06 < up.difference_ci[1]
+
+
+def test_a_lead_beyond_the_margin_that_is_not_significant_does_not_move():
+    """Six points on 100 outcomes a side is under one standard error: noise, not evidence."""
+    for decision in (next_blend_weight(0.20, 56, 100, 50, 100), next_blend_weight(0.20, 50, 100, 56, 100)):
+        assert not decision.changed and decision.new_weight == 0.20
+        assert "not significant" in decision.reason and decision.p_value > 0.05
+        assert decision.difference_ci[0] < 0 < decision.difference_ci[1]
+
+
+def test_the_test_matches_a_two_by_two_chi_square():
+    from scipy import stats
+
+    from feedback_loop.lib.monitoring.blend_weight import two_proportion_test
+    p_value, _ = two_proportion_test(60, 150, 40, 160)
+    table = [[60, 90], [40, 120]]
+    assert p_value == pytest.approx(stats.chi2_contingency(table, correction=False).pvalue)
 
 
 def test_caps_and_floor():

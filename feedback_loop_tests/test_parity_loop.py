@@ -17,7 +17,11 @@ from feedback_loop.defs.history import load_loop_data
 from feedback_loop.lib.loop import engine as engine_module
 from feedback_loop.lib.loop.engine import CLOSED_LOOP_ARM, LoopEngine
 from feedback_loop.lib.loop.history import persist_history
-from feedback_loop.lib.models.promotion import decide_promotion
+from feedback_loop.lib.models.promotion import (
+    HoldoutComparison,
+    compare_on_holdout,
+    decide_promotion,
+)
 from feedback_loop.lib.store import db
 from feedback_loop_tests.conftest import _fresh_database
 from feedback_loop_tests.harness import definitions_for
@@ -188,12 +192,15 @@ def test_parity_dagster_batch_driver_and_engine_write_the_same_rows(dagster_run,
 @pytest.mark.slow
 def test_parity_comparison_fails_when_one_side_changes_a_rule(dagster_run, second_db_url, tmp_path, monkeypatch):
     """The engine alone demands one more accuracy point for a promotion: the comparison must notice."""
-    def stricter_gate(new_metrics, current_metrics):
-        if current_metrics is None:
-            return decide_promotion(new_metrics, current_metrics)
-        return decide_promotion({**new_metrics, "accuracy": new_metrics["accuracy"] - 0.01}, current_metrics)
+    def stricter_gate(challenger, champion, holdout):
+        compared = compare_on_holdout(challenger, champion, holdout)
+        if champion is None:
+            return compared
+        stricter = {**compared.new_metrics, "accuracy": compared.new_metrics["accuracy"] - 0.01}
+        decision = decide_promotion(stricter, compared.current_metrics, compared.decision.evidence)
+        return HoldoutComparison(compared.new_metrics, compared.current_metrics, decision)
 
-    monkeypatch.setattr(engine_module, "decide_promotion", stricter_gate)
+    monkeypatch.setattr(engine_module, "compare_on_holdout", stricter_gate)
     dagster_url, _, dagster_tables = dagster_run
     differences = differing_tables(dagster_tables, engine_tables(dagster_url, second_db_url, tmp_path / "models"))
     assert {"model_deployments", "ml_model_comparisons", "model_retraining_events"} <= set(differences), differences

@@ -345,3 +345,28 @@ def test_a_crash_while_logging_undoes_the_promotion(engine, tmp_path, monkeypatc
         registry.manual_rollback(engine, as_of=D, reason="x")
     assert _statuses(engine) == {"a": "archived", "b": "active"}
     assert len(_events(engine)) == 2 and len(_deployments(engine)) == 2
+
+
+def test_a_comparison_record_carries_the_gates_test_interval_and_p_value(engine):
+    from feedback_loop.lib.models.flow import comparison_record
+    from feedback_loop.lib.models.promotion import GateEvidence, decide_promotion
+
+    evidence = GateEvidence("paired bootstrap", 0.04, (0.01, 0.07), 0.03, (0.005, 0.055), 0.012, 80, 1.5, 0.4)
+    new, current = {"accuracy": 0.64, "f1_weighted": 0.5}, {"accuracy": 0.60, "f1_weighted": 0.5}
+    decision = decide_promotion(new, current, evidence)
+    with engine.begin() as conn:
+        _register(conn, "a")
+        _register(conn, "b")
+        comparison_id = registry.record_comparison(conn, **comparison_record(D, "b", "a", new, current, 400,
+                                                                             decision, None))
+        first_id = registry.record_comparison(conn, **comparison_record(
+            D, "a", None, current, None, 400, decide_promotion(current, None), None))
+    with engine.connect() as conn:
+        rows = {r.comparison_id: r._mapping for r in conn.execute(sa.text("SELECT * FROM ml_model_comparisons"))}
+    row = rows[comparison_id]
+    assert row["promoted"] is True and row["gate_test"] == "paired bootstrap" and row["p_value"] == 0.012
+    assert (row["accuracy_gain_ci_low"], row["accuracy_gain_ci_high"]) == (0.01, 0.07)
+    assert (row["log_loss_gain"], row["log_loss_gain_ci_low"], row["log_loss_gain_ci_high"]) == (0.03, 0.005, 0.055)
+    assert (row["new_queue_excess_pct"], row["current_queue_excess_pct"]) == (1.5, 0.4)
+    assert row["details"]["evidence"]["supported"] is True and "p=0.012" in row["reason"]
+    assert rows[first_id]["gate_test"] is None and rows[first_id]["p_value"] is None

@@ -347,3 +347,19 @@ def test_published_frames_parse_back_to_the_synthetic_disclosures(config, tmp_pa
         assert set(politicians["politician_id"]) == set(expected["politician_id"])
         assert (politicians["party"].to_numpy() == members["party"].to_numpy()).all()
         assert (politicians["state"].to_numpy() == members["state"].to_numpy()).all()
+
+
+def test_the_edge_knob_scales_the_planted_drift_and_zero_is_pure_noise():
+    from feedback_loop.lib.ingest.synthetic import SyntheticConfig, generate
+
+    base = generate(SyntheticConfig.scale(1000, 20, 1.0))
+    null = generate(SyntheticConfig.scale(1000, 20, 1.0, edge=0.0))
+    double = generate(SyntheticConfig.scale(1000, 20, 1.0, edge=2.0))
+    assert (null.events["drift_frac"] == 0).all() and (base.events["drift_frac"] != 0).all()
+    assert np.allclose(double.events["drift_frac"], 2 * base.events["drift_frac"])
+    # The same members trade the same tickers on the same days: only prices lose the edge.
+    same = ["ticker", "transaction_date", "disclosure_date", "transaction_type"]
+    pd.testing.assert_frame_equal(null.disclosures[same], base.disclosures[same])
+    assert not null.prices["close"].equals(base.prices["close"])
+    with pytest.raises(ValueError, match="edge"):
+        SyntheticConfig(edge=-1)

@@ -134,7 +134,7 @@ class Recorder:
         comparison = retrain.comparison
         yield _materialization("promotion_decision", training_defs.promotion_metadata(
             comparison["promoted"], comparison["reason"], comparison["details"]["new"],
-            comparison["details"]["current"], comparison["holdout_rows"]))
+            comparison["details"]["current"], comparison["holdout_rows"], comparison=comparison))
         statuses = {model_id: m.status for model_id, m in self.loop.state.models.items()}
         yield from _check_evaluations("promotion_decision", model_checks.promotion_decision_checks(
             comparison, statuses, retrain.model_id, comparison["promoted"]))

@@ -28,6 +28,8 @@ def blend_metadata(decision, counts: dict) -> dict:
         "reason": decision.reason, "sample_size": decision.sample_size,
         "ml_win_rate": decision.ml_win_rate, "heuristic_win_rate": decision.heuristic_win_rate,
         "ml_breakevens": counts["ml_breakevens"], "heuristic_breakevens": counts["heuristic_breakevens"],
+        "test": decision.test or "none (no resolved outcomes on a side)", "p_value": decision.p_value,
+        **({"difference_ci": ", ".join(f"{v:.4f}" for v in decision.difference_ci)} if decision.difference_ci else {}),
     })
 
 

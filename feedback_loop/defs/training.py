@@ -63,12 +63,15 @@ def model_metadata(model, record) -> dict:
     metrics = model.metrics
     holdout = {(k if k.startswith("holdout_") else f"holdout_{k}"): v for k, v in metrics.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    intervals = {f"holdout_{k}": ", ".join(f"{v:.4f}" for v in metrics[k])
+                 for k in ("roc_auc_ovr_ci", "accuracy_ci", "top_confidence_excess_pct_ci") if metrics.get(k) is not None}
     folds = [{"validation": scheme, "fold": i, "accuracy": fold.get("accuracy"), "f1_weighted": fold.get("f1_weighted")}
              for scheme, runs in metrics.get("folds", {}).items()
              for i, fold in enumerate(runs.get("per_fold", []) if isinstance(runs, dict) else runs)]
     importance = sorted(model.feature_importance.items(), key=lambda kv: -kv[1])
     return {
-        **md.numbers(holdout),
+        **md.numbers(holdout), **intervals,
+        "skill": metrics.get("skill_verdict", "no edge detected: no skill interval"),
         "model_id": record.model_id, "version": record.version, "status": record.status,
         "artifact_sha256": record.artifact_sha256 or "",
         "folds": md.table(pd.DataFrame(folds, columns=["validation", "fold", "accuracy", "f1_weighted"])),
@@ -93,16 +96,32 @@ def blended_metadata(frame: pd.DataFrame, as_of: pd.Timestamp, use_outcomes: boo
             "use_outcomes": use_outcomes}
 
 
+#: The gate's evidence in a logged comparison (`flow.comparison_record`): test, intervals, p-value.
+EVIDENCE_KEYS = ("gate_test", "accuracy_gain_ci", "log_loss_gain_ci", "p_value", "new_queue_excess_pct",
+                 "current_queue_excess_pct")
+
+
+def evidence_metadata(comparison: dict | None) -> dict:
+    """The gate's evidence, readable: intervals as 'low, high', numbers rounded (none for a first model)."""
+    if not comparison or comparison.get("gate_test") is None:
+        return {}
+    values = {key: comparison.get(key) for key in EVIDENCE_KEYS}
+    intervals = {key: ", ".join(f"{v:.4f}" for v in value) for key, value in values.items()
+                 if isinstance(value, (list, tuple))}
+    return {**md.numbers({k: v for k, v in values.items() if k not in intervals}), **intervals}
+
+
 def promotion_metadata(promoted: bool, reason: str, new_metrics: dict, current_metrics: dict | None,
-                       holdout_rows: int, png: bytes | None = None) -> dict:
-    comparison = pd.DataFrame({
+                       holdout_rows: int, png: bytes | None = None, comparison: dict | None = None) -> dict:
+    metrics = pd.DataFrame({
         "metric": COMPARED_METRICS,
         "challenger": [new_metrics.get(k) for k in COMPARED_METRICS],
         "champion": [current_metrics.get(k) if current_metrics else None for k in COMPARED_METRICS],
     })
     return {
         "promoted": promoted, "reason": reason, "holdout_rows": holdout_rows,
-        "comparison": md.table(comparison),
+        "comparison": md.table(metrics),
+        **evidence_metadata(comparison),
         **({"comparison_plot": dg.MetadataValue.md(png_markdown(png, "champion vs challenger"))} if png else {}),
     }
 
@@ -195,5 +214,6 @@ def promotion_decision(context: dg.AssetExecutionContext, config: TrainingRunCon
         statuses = {record.model_id: record.status for record in registry.list_models(conn)}
     return dg.MaterializeResult(metadata=promotion_metadata(
         result.decision.promote, result.decision.reason, result.new_metrics, result.current_metrics,
-        result.holdout_rows, result.png), check_results=checks.results(model_checks.promotion_decision_checks(
-        result.comparison, statuses, challenger_model["model_id"], result.decision.promote)))
+        result.holdout_rows, result.png, result.comparison),
+        check_results=checks.results(model_checks.promotion_decision_checks(
+            result.comparison, statuses, challenger_model["model_id"], result.decision.promote)))

@@ -50,6 +50,17 @@ SERVING_FALLBACK_WINDOW_DAYS = 30
 #: A challenger's holdout needs at least this many rows (seed 003: min_validation_samples).
 MIN_HOLDOUT_ROWS = 20
 
+# --- evidence (skill intervals, the promotion gate's test, the blend weight's test) ------
+#: Two-sided confidence of every interval. A gain is supported when the lower bound of its
+#: interval is above 0; a blend-weight move needs p < 1 - EVIDENCE_CONFIDENCE.
+EVIDENCE_CONFIDENCE = 0.95
+#: Bootstrap resamples of the holdout rows, and their seed (the same rows for every model).
+EVIDENCE_BOOTSTRAP_DRAWS = 1000
+EVIDENCE_SEED = 15
+#: "The rows a model would queue" and its "top-confidence rows": this share of the holdout
+#: with the highest buy-side probability (the portfolio is long-only).
+TOP_CONFIDENCE_FRAC = 0.20
+
 # --- outcomes ------------------------------------------------------------------------
 WIN_THRESHOLD_PCT = 0.5
 

@@ -25,6 +25,9 @@ The planted edge (weak on purpose, so there is something to learn but not much):
   data (+1% to +4% across seeds: only ~60 positive events), with a per-trade standard
   deviation of about 7% (about 60% of them beat SPY); after other purchases it is
   about 0 (+0.3%). Pooled over all purchases the edge is under half a percent.
+- `edge` scales every event's drift: 1 is the default above, 0 is pure noise (informed
+  members still trade in clusters ahead of "events", but no price follows: nothing
+  disclosed predicts a return), 2 doubles the drift.
 """
 
 from __future__ import annotations
@@ -137,6 +140,8 @@ class SyntheticConfig:
     event_trade_share: float = 0.07
     informed_per_event: tuple[int, int] = (3, 6)
     event_drift_frac: tuple[float, float] = (0.04, 0.08)
+    #: Scale of the planted edge: event drifts times this (0 = pure noise).
+    edge: float = 1.0
     event_days: int = 40
     #: Informed trades fall 1..event_lead_days trading days before the event starts.
     event_lead_days: int = 10
@@ -153,6 +158,8 @@ class SyntheticConfig:
             raise ValueError("n_politicians out of range")
         if self.n_tickers < 1:
             raise ValueError("n_tickers must be positive")
+        if not 0 <= self.edge <= 10:
+            raise ValueError("edge must be in [0, 10] (0 = pure noise, 1 = the default planted edge)")
 
     @property
     def years(self) -> float:
@@ -267,10 +274,10 @@ def _events(config: SyntheticConfig, tickers: pd.DataFrame, days: pd.DatetimeInd
         "ticker": rng.choice(tickers["ticker"].to_numpy(), size=n_events),
         "start_date": days[start_idx],
         # Half the events up, half down, in random order.
-        "drift_frac": magnitude * rng.permutation(np.arange(n_events) % 2 * 2 - 1),
+        "direction": rng.permutation(np.arange(n_events) % 2 * 2 - 1),
         "start_idx": start_idx,
         "n_traders": rng.integers(lo, hi + 1, size=n_events).clip(max=n_informed),
-    })
+    }).pipe(lambda e: e.assign(drift_frac=config.edge * magnitude * e["direction"]))
 
 
 def _prices(config: SyntheticConfig, tickers: pd.DataFrame, events: pd.DataFrame,
@@ -341,7 +348,7 @@ def _disclosures(config: SyntheticConfig, politicians: pd.DataFrame, tickers: pd
     ev_pol = informed[trader_order[event_of, rank]]
     ev_day = events["start_idx"].to_numpy()[event_of] - rng.integers(
         1, config.event_lead_days + 1, size=len(event_of))
-    positive = events["drift_frac"].to_numpy()[event_of] > 0
+    positive = events["direction"].to_numpy()[event_of] > 0  # informed sides do not depend on `edge`
     ev_type = np.where(positive, TransactionType.PURCHASE.value,
                        np.where(rng.random(len(event_of)) < 0.6, TransactionType.SALE_FULL.value,
                                 TransactionType.SALE_PARTIAL.value))

@@ -30,7 +30,7 @@ from feedback_loop.lib import policy as P
 from feedback_loop.lib import rules
 from feedback_loop.lib.frames import MARKET_TICKER
 from feedback_loop.lib.models.flow import comparison_record
-from feedback_loop.lib.models.promotion import decide_promotion
+from feedback_loop.lib.models.promotion import compare_on_holdout
 from feedback_loop.lib.monitoring import blend_weight as blend_weight_lib
 from feedback_loop.lib.monitoring import drift as drift_lib
 from feedback_loop.lib.portfolio import outcomes as outcomes_lib
@@ -421,14 +421,13 @@ class LoopEngine:
         reference = training[FEATURE_NAMES].reset_index(drop=True)
         self.state.models[model_id] = ModelEntry(model_id, model, trigger, as_of, reference,
                                                  model.predict_proba(reference).max(axis=1))
-        new_metrics = model.evaluate(model.holdout)
-        current_metrics = (self.state.models[current_id].model.evaluate(model.holdout)
-                           if current_id else None)
-        decision = decide_promotion(new_metrics, current_metrics)
+        compared = compare_on_holdout(model, self.state.models[current_id].model if current_id else None,
+                                      model.holdout)
+        new_metrics, current_metrics, decision = compared.new_metrics, compared.current_metrics, compared.decision
         record.model_id = model_id
         record.comparison = comparison_record(
-            as_of, model_id, current_id, new_metrics, current_metrics, len(model.holdout), decision.promote,
-            decision.reason, self._shadow_until(as_of))
+            as_of, model_id, current_id, new_metrics, current_metrics, len(model.holdout), decision,
+            self._shadow_until(as_of))
         self.state.comparisons.append(record.comparison)
         record.event = {
             **event, "new_model_id": model_id, "old_model_id": current_id, "deployed": decision.promote,

@@ -55,9 +55,12 @@ ARM_METRIC_KEYS = (
 SPY_METRIC_KEYS = ("days", "total_return_pct", "sharpe", "sortino", "max_drawdown_frac")
 #: Holdout metrics of each trained model, over time.
 HOLDOUT_METRICS = ("accuracy", "f1_weighted", "roc_auc_ovr", "ece")
+#: Their uncertainty (lib/training/metrics.skill_intervals) and the plain verdict.
+SKILL_KEYS = ("roc_auc_ovr_ci", "top_confidence_excess_pct", "top_confidence_excess_pct_ci", "skill_verdict")
 _RETRAIN_KEYS = ("as_of", "trigger", "use_outcomes", "rows", "new_model_id", "old_model_id",
                  "deployed", "accuracy_improvement", "f1_improvement", "reason")
-_BLEND_KEYS = ("old_weight", "reason", "ml_win_rate", "heuristic_win_rate", "sample_size")
+_BLEND_KEYS = ("old_weight", "reason", "ml_win_rate", "heuristic_win_rate", "sample_size", "difference_ci",
+               "p_value")
 EQUITY_PNG, BLEND_WEIGHT_PNG, CALIBRATION_PNG = "equity_curves.png", "blend_weight.png", "calibration.png"
 
 
@@ -171,6 +174,27 @@ def blend_weight_path(state: LoopState, start) -> list[dict]:
     return [first, *changes]
 
 
+def _edge_detected(metrics: dict) -> bool:
+    return str(metrics.get("skill_verdict", "")).startswith("edge detected")
+
+
+def loop_stability(state: LoopState) -> dict:
+    """What the loop acted on: challengers compared with a champion (the retrains after the first
+    model), how many it promoted, and the share of trading days at the starting blend weight."""
+    compared = [c for c in state.comparisons if c["current_model_id"] is not None]
+    promoted = sum(bool(c["promoted"]) for c in compared)
+    days = pd.to_datetime(state.portfolio.equity["date"]) if len(state.portfolio.equity) else []
+    weights = np.array([state.blend_weight_on(day) for day in days])
+    at_start = np.isclose(weights, state.starting_blend_weight)
+    return {
+        "retrains_after_first": len(compared), "promotions_after_first": promoted,
+        "promotion_rate": promoted / len(compared) if compared else None,
+        "days": len(weights), "days_at_starting_weight_frac": float(at_start.mean()) if len(weights) else None,
+        "max_blend_weight": float(weights.max()) if len(weights) else None,
+        "first_weight_move": state.blend_weight_path[0]["as_of"] if state.blend_weight_path else None,
+    }
+
+
 def model_section(state: LoopState, start) -> dict:
     """Retrains, skipped requests, promotions, holdout metrics and blend weight of a model arm."""
     trained = [e for e in state.retrain_events if e.get("new_metrics")]
@@ -184,9 +208,11 @@ def model_section(state: LoopState, start) -> dict:
         "holdout_metrics": [
             {"as_of": e["as_of"], "model_id": e["new_model_id"], "trigger": e["trigger"],
              "deployed": e["deployed"], "holdout_rows": e["new_metrics"]["rows"]}
-            | {k: e["new_metrics"].get(k) for k in HOLDOUT_METRICS}
+            | {k: e["new_metrics"].get(k) for k in (*HOLDOUT_METRICS, *SKILL_KEYS)}
             for e in trained
         ],
+        "models_with_edge": sum(_edge_detected(e["new_metrics"]) for e in trained),
+        "stability": loop_stability(state),
         "blend_weight_path": blend_weight_path(state, start),
         "final_blend_weight": state.blend_weight,
     }
@@ -317,6 +343,10 @@ def _fmt(value, digits: int = 2, scale: float = 1.0) -> str:
     return str(value)
 
 
+def _interval(bounds, digits: int = 2) -> str:
+    return "—" if bounds is None else f"[{bounds[0]:.{digits}f}, {bounds[1]:.{digits}f}]"
+
+
 def _table(headers: list[str], rows: list[list]) -> list[str]:
     """A markdown table (and a blank line); cells go through `_fmt`, pipes are escaped."""
     def line(cells) -> str:
@@ -360,10 +390,22 @@ def _verdict_sentences(v: dict) -> list[str]:
     ]
 
 
+def _stability_line(s: dict) -> str:
+    rate = "—" if s["promotion_rate"] is None else f"{s['promotion_rate']:.0%}"
+    at_start = "—" if s["days_at_starting_weight_frac"] is None else f"{s['days_at_starting_weight_frac']:.0%}"
+    return (f"Promotions after the first model: {s['promotions_after_first']} of {s['retrains_after_first']} "
+            f"challengers ({rate}); blend weight at its starting value on {at_start} of {s['days']} days "
+            f"(highest {_fmt(s['max_blend_weight'])}).")
+
+
 def _model_lines(name: str, section: dict) -> list[str]:
     lines = [f"### {name}", "",
              (f"Models trained: {section['models_trained']}; promoted: {section['promotions']}; "
-              f"final blend weight {_fmt(section['final_blend_weight'])}."), ""]
+              f"final blend weight {_fmt(section['final_blend_weight'])}."), "",
+             (f"Skill: edge detected in {section['models_with_edge']} of {section['models_trained']} models "
+              "(ROC AUC interval above 0.5 and top-confidence excess-return interval above 0); "
+              + ("no edge detected in any." if not section["models_with_edge"] else "the others: no edge detected.")),
+             "", _stability_line(section["stability"]), ""]
     by_trigger = section["retrains_by_trigger"]
     lines += ["Retrains by trigger:", ""] + _table(
         ["trigger", "requested", "trained", "deployed", "skipped"],
@@ -378,18 +420,24 @@ def _model_lines(name: str, section: dict) -> list[str]:
             ["as of", "trigger", "reason"], [[s["as_of"], s["trigger"], s["reason"]] for s in section["skipped_requests"]])
     lines += ["Promotion comparisons (same holdout):", ""] + _table(
         ["as of", "challenger", "champion", "acc new", "acc champion", "f1 new", "f1 champion", "holdout rows",
-         "promoted", "reason"],
+         "Δ accuracy 95% interval", "Δ log loss 95% interval", "p", "promoted", "reason"],
         [[c["as_of"], c["new_model_id"], c["current_model_id"] or "—", _fmt(c["new_accuracy"], 4),
           _fmt(c["current_accuracy"], 4), _fmt(c["new_f1"], 4), _fmt(c["current_f1"], 4), c["holdout_rows"],
-          c["promoted"], c["reason"]] for c in section["comparisons"]])
+          _interval(c.get("accuracy_gain_ci"), 4), _interval(c.get("log_loss_gain_ci"), 4),
+          _fmt(c.get("p_value"), 3), c["promoted"], c["reason"]] for c in section["comparisons"]])
     lines += ["Holdout metrics of each trained model:", ""] + _table(
-        ["as of", "model", "trigger", "deployed", "holdout rows", *HOLDOUT_METRICS],
+        ["as of", "model", "trigger", "deployed", "holdout rows", *HOLDOUT_METRICS, "ROC AUC 95% interval",
+         "top excess %", "top excess 95% interval", "skill"],
         [[h["as_of"], h["model_id"], h["trigger"], h["deployed"], h["holdout_rows"],
-          *(_fmt(h[k], 4) for k in HOLDOUT_METRICS)] for h in section["holdout_metrics"]])
+          *(_fmt(h[k], 4) for k in HOLDOUT_METRICS), _interval(h.get("roc_auc_ovr_ci"), 3),
+          _fmt(h.get("top_confidence_excess_pct")), _interval(h.get("top_confidence_excess_pct_ci")),
+          (h.get("skill_verdict") or "no edge detected: no interval").split(":")[0]]
+         for h in section["holdout_metrics"]])
     lines += ["Blend weight path (decided after the close of `as of`, in force the next day):", ""] + _table(
-        ["as of", "weight", "ML win rate", "heuristic win rate", "sample", "reason"],
+        ["as of", "weight", "ML win rate", "heuristic win rate", "sample", "difference 95% interval", "p", "reason"],
         [[p["as_of"], _fmt(p["weight"]), _fmt(p["ml_win_rate"], 3), _fmt(p["heuristic_win_rate"], 3),
-          _fmt(p["sample_size"]), p["reason"]] for p in section["blend_weight_path"]])
+          _fmt(p["sample_size"]), _interval(p.get("difference_ci"), 3), _fmt(p.get("p_value"), 3), p["reason"]]
+         for p in section["blend_weight_path"]])
     return lines
 
 

@@ -16,7 +16,7 @@ from feedback_loop.lib.frames import MARKET_TICKER
 from feedback_loop.lib.ingest import store as ingest
 from feedback_loop.lib.models import registry
 from feedback_loop.lib.models import store as model_store
-from feedback_loop.lib.models.promotion import PromotionDecision, decide_promotion
+from feedback_loop.lib.models.promotion import PromotionDecision, compare_on_holdout
 from feedback_loop.lib.portfolio import loop_store
 from feedback_loop.lib.signals.features import compute_ticker_features
 from feedback_loop.lib.training.artifact import ArtifactIntegrityError
@@ -89,20 +89,19 @@ def decide_and_apply(engine: sa.Engine, challenger_id: str, *, as_of, trigger: s
         shadow = loop_store.read_shadow(conn, as_of)
         challenger = model_store.load_verified(challenger_record)
         holdout = challenger.holdout
-        new_metrics = challenger.evaluate(holdout)
-        current_metrics, champion, champion_note = None, None, ""
+        champion, champion_note = None, ""
         if champion_record is not None:
             try:
                 champion = model_store.load_verified(champion_record)
-                current_metrics = champion.evaluate(holdout)
             except ArtifactIntegrityError as exc:
                 champion_note = f"; champion {champion_record.version} could not be verified ({exc})"
-        decision = decide_promotion(new_metrics, current_metrics)
+        compared = compare_on_holdout(challenger, champion, holdout)
+        new_metrics, current_metrics, decision = compared.new_metrics, compared.current_metrics, compared.decision
         reason = decision.reason + champion_note
         champion_id = champion_record.model_id if champion_record else None
         comparison = comparison_record(
             as_of, challenger_id, champion_id if current_metrics else None, new_metrics,
-            current_metrics, len(holdout), decision.promote, reason, shadow)
+            current_metrics, len(holdout), decision, shadow, reason=reason)
         registry.record_comparison(conn, **comparison)
         registry.record_retraining_event(
             conn, as_of=as_of, trigger=trigger, dagster_run_id=run_id,
@@ -133,18 +132,29 @@ def _no_change(conn: sa.Connection, record, *, as_of, trigger: str, run_id: str 
 
 
 def comparison_record(as_of, new_model_id: str, current_model_id: str | None, new_metrics: dict,
-                      current_metrics: dict | None, holdout_rows: int, promoted: bool, reason: str,
-                      shadow: pd.DataFrame | None) -> dict:
+                      current_metrics: dict | None, holdout_rows: int, decision: PromotionDecision,
+                      shadow: pd.DataFrame | None, reason: str | None = None) -> dict:
     """One champion/challenger comparison as `registry.record_comparison` logs it, on every path:
-    the holdout metrics of both, the shadow win rates resolved by `as_of`, and the decision."""
+    the holdout metrics of both, the shadow win rates resolved by `as_of`, the decision (its
+    reason unless `reason` is given) and the gate's evidence (test, intervals, p-value)."""
     new_rate, current_rate = shadow_win_rates(shadow if shadow is not None else pd.DataFrame(), new_model_id)
+    evidence = decision.evidence
     return {
         "as_of": as_of, "new_model_id": new_model_id, "current_model_id": current_model_id,
         "new_accuracy": new_metrics["accuracy"], "new_f1": new_metrics["f1_weighted"],
         "current_accuracy": current_metrics["accuracy"] if current_metrics else None,
         "current_f1": current_metrics["f1_weighted"] if current_metrics else None,
         "holdout_rows": holdout_rows, "new_shadow_win_rate": new_rate, "current_shadow_win_rate": current_rate,
-        "promoted": promoted, "reason": reason, "details": {"new": new_metrics, "current": current_metrics},
+        "promoted": decision.promote, "reason": decision.reason if reason is None else reason,
+        "gate_test": evidence.test if evidence else None,
+        "accuracy_gain_ci": evidence.accuracy_gain_ci if evidence else None,
+        "log_loss_gain": evidence.log_loss_gain if evidence else None,
+        "log_loss_gain_ci": evidence.log_loss_gain_ci if evidence else None,
+        "p_value": evidence.p_value if evidence else None,
+        "new_queue_excess_pct": evidence.new_queue_excess_pct if evidence else None,
+        "current_queue_excess_pct": evidence.current_queue_excess_pct if evidence else None,
+        "details": {"new": new_metrics, "current": current_metrics,
+                    "evidence": evidence.to_dict() if evidence else None},
     }
 
 

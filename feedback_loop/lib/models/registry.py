@@ -402,16 +402,31 @@ def record_comparison(
     promoted: bool,
     reason: str,
     details: dict,
+    gate_test: str | None = None,
+    accuracy_gain_ci: tuple[float, float] | None = None,
+    log_loss_gain: float | None = None,
+    log_loss_gain_ci: tuple[float, float] | None = None,
+    p_value: float | None = None,
+    new_queue_excess_pct: float | None = None,
+    current_queue_excess_pct: float | None = None,
 ) -> int:
-    """Log one champion/challenger comparison to `ml_model_comparisons`; return its id."""
+    """Log one champion/challenger comparison to `ml_model_comparisons`; return its id.
+
+    The gate's evidence (sql/010) is None for a first model, which is compared with nothing."""
+    accuracy_ci = accuracy_gain_ci or (None, None)
+    log_loss_ci = log_loss_gain_ci or (None, None)
     return conn.execute(
         sa.text(
             "INSERT INTO ml_model_comparisons (as_of, new_model_id, current_model_id, new_accuracy,"
             " current_accuracy, new_f1, current_f1, holdout_rows, new_shadow_win_rate,"
-            " current_shadow_win_rate, promoted, reason, details)"
+            " current_shadow_win_rate, promoted, reason, details, gate_test, accuracy_gain_ci_low,"
+            " accuracy_gain_ci_high, log_loss_gain, log_loss_gain_ci_low, log_loss_gain_ci_high, p_value,"
+            " new_queue_excess_pct, current_queue_excess_pct)"
             " VALUES (:as_of, :new_model_id, :current_model_id, :new_accuracy, :current_accuracy,"
             " :new_f1, :current_f1, :holdout_rows, :new_shadow_win_rate, :current_shadow_win_rate,"
-            " :promoted, :reason, CAST(:details AS JSONB)) RETURNING comparison_id"
+            " :promoted, :reason, CAST(:details AS JSONB), :gate_test, :accuracy_low, :accuracy_high,"
+            " :log_loss_gain, :log_loss_low, :log_loss_high, :p_value, :new_queue_excess_pct,"
+            " :current_queue_excess_pct) RETURNING comparison_id"
         ),
         {
             "as_of": _day(as_of),
@@ -427,6 +442,15 @@ def record_comparison(
             "promoted": promoted,
             "reason": reason,
             "details": _json(details),
+            "gate_test": gate_test,
+            "accuracy_low": accuracy_ci[0],
+            "accuracy_high": accuracy_ci[1],
+            "log_loss_gain": log_loss_gain,
+            "log_loss_low": log_loss_ci[0],
+            "log_loss_high": log_loss_ci[1],
+            "p_value": p_value,
+            "new_queue_excess_pct": new_queue_excess_pct,
+            "current_queue_excess_pct": current_queue_excess_pct,
         },
     ).scalar_one()
 

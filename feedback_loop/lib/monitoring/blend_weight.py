@@ -3,7 +3,9 @@
 Once per evaluation the model and the heuristic are compared on the SAME signals — the
 shadow outcomes (realized return of every signal, traded or not) resolved in the window
 on which the model had a direction — and the weight moves one step toward the side that
-wins more often, within [BLEND_WEIGHT_MIN, BLEND_WEIGHT_MAX]. Breakevens are not wins.
+wins more often, within [BLEND_WEIGHT_MIN, BLEND_WEIGHT_MAX], when the lead exceeds the seeds'
+margin AND is significant for its sample (a two-proportion z-test, p < 1 - EVIDENCE_CONFIDENCE;
+a 5-point lead on 100 outcomes a side is about 0.7 standard errors). Breakevens are not wins.
 
 A weight decided on `as_of` is logged as a `feature_importance_history` row
 ('_ml_blend_weight', analysis_date = as_of) and takes effect the next day: the signals of
@@ -20,8 +22,10 @@ import json
 from dataclasses import asdict, dataclass
 from typing import TypedDict
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from scipy import stats
 
 from feedback_loop.lib import policy, rules
 from feedback_loop.lib.vocab import Outcome
@@ -49,9 +53,12 @@ class ShadowWinCounts(TypedDict):
     heuristic_breakevens: int
 
 
+TEST_NAME = "two-proportion z-test"
+
 RULE_DESCRIPTION = (
     f"Compares the ML side's win rate with the heuristic's on the same signals (shadow outcomes, "
-    f"{policy.BLEND_WEIGHT_WINDOW_DAYS} days): ML ahead by > {policy.BLEND_WEIGHT_WIN_RATE_MARGIN_FRAC:.0%} → "
+    f"{policy.BLEND_WEIGHT_WINDOW_DAYS} days): ML ahead by > {policy.BLEND_WEIGHT_WIN_RATE_MARGIN_FRAC:.0%} "
+    f"and significant ({TEST_NAME}, p < {1 - policy.EVIDENCE_CONFIDENCE:.2f}) → "
     f"+{policy.BLEND_WEIGHT_STEP:.2f} (cap {policy.BLEND_WEIGHT_MAX:.2f}), behind by more → "
     f"−{policy.BLEND_WEIGHT_STEP:.2f} (floor {policy.BLEND_WEIGHT_MIN:.2f}), else unchanged; no move under "
     f"{policy.BLEND_WEIGHT_MIN_OUTCOMES_PER_SIDE} outcomes per side nor within {policy.BLEND_WEIGHT_COOLDOWN_DAYS} "
@@ -70,6 +77,25 @@ class BlendWeightDecision:
     #: Resolved outcomes on the smaller side (the signals compared, as both sides are
     #: measured on the same signals).
     sample_size: int
+    #: The test of the win-rate difference (ML minus heuristic), its 95% interval and p-value;
+    #: None while either side has no resolved outcome.
+    test: str | None = None
+    difference_ci: tuple[float, float] | None = None
+    p_value: float | None = None
+
+
+def two_proportion_test(wins_a: int, n_a: int, wins_b: int, n_b: int) -> tuple[float, tuple[float, float]]:
+    """(two-sided p-value, EVIDENCE_CONFIDENCE interval) of rate_a - rate_b: the pooled z-test and
+    the Wald interval. The ML side is a subset of the heuristic's pool, so treating them as
+    independent samples overstates the variance: the test errs towards not moving."""
+    rate_a, rate_b = wins_a / n_a, wins_b / n_b
+    pooled = (wins_a + wins_b) / (n_a + n_b)
+    pooled_se = np.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
+    difference = rate_a - rate_b
+    p_value = float(2 * stats.norm.sf(abs(difference) / pooled_se)) if pooled_se > 0 else 1.0
+    half = stats.norm.ppf(0.5 + policy.EVIDENCE_CONFIDENCE / 2) * np.sqrt(
+        rate_a * (1 - rate_a) / n_a + rate_b * (1 - rate_b) / n_b)
+    return p_value, (float(difference - half), float(difference + half))
 
 
 def win_rates_from_shadow(shadow_outcomes: pd.DataFrame, as_of, window_days: int) -> ShadowWinCounts:
@@ -114,7 +140,8 @@ def next_blend_weight(
     days_since_change: int | None = None,
 ) -> BlendWeightDecision:
     """One step of BLEND_WEIGHT_STEP toward the side whose win rate leads by MORE than
-    BLEND_WEIGHT_WIN_RATE_MARGIN_FRAC, within [BLEND_WEIGHT_MIN, BLEND_WEIGHT_MAX].
+    BLEND_WEIGHT_WIN_RATE_MARGIN_FRAC with a `two_proportion_test` p-value under
+    1 - EVIDENCE_CONFIDENCE, within [BLEND_WEIGHT_MIN, BLEND_WEIGHT_MAX].
 
     No move when either side has fewer than BLEND_WEIGHT_MIN_OUTCOMES_PER_SIDE resolved
     outcomes, nor within BLEND_WEIGHT_COOLDOWN_DAYS of the last move (`days_since_change`).
@@ -131,10 +158,13 @@ def next_blend_weight(
         if ml_breakevens or heuristic_breakevens else ""
     )
 
+    p_value, interval = (two_proportion_test(ml_wins, ml_n, heuristic_wins, heuristic_n)
+                         if ml_n and heuristic_n else (None, None))
+
     def decision(new_weight: float, reason: str) -> BlendWeightDecision:
         return BlendWeightDecision(
             current, new_weight, new_weight != current, reason + breakevens, ml_rate,
-            heuristic_rate, sample_size,
+            heuristic_rate, sample_size, TEST_NAME if p_value is not None else None, interval, p_value,
         )
 
     if days_since_change is not None and days_since_change < policy.BLEND_WEIGHT_COOLDOWN_DAYS:
@@ -150,7 +180,12 @@ def next_blend_weight(
 
     margin = policy.BLEND_WEIGHT_WIN_RATE_MARGIN_FRAC
     difference = round(ml_rate - heuristic_rate, _DECIMALS)
-    rates = f"ML win rate {ml_rate:.4f} vs heuristic {heuristic_rate:.4f} ({difference:+.4f})"
+    rates = (f"ML win rate {ml_rate:.4f} vs heuristic {heuristic_rate:.4f} ({difference:+.4f}, 95% interval "
+             f"[{interval[0]:+.4f}, {interval[1]:+.4f}], {TEST_NAME} p={p_value:.3f})")
+    alpha = round(1 - policy.EVIDENCE_CONFIDENCE, _DECIMALS)
+    if abs(difference) > margin and p_value >= alpha:
+        return decision(current, f"{rates}: beyond ±{margin} but not significant (p >= {alpha}); "
+                                 f"weight stays {current:.2f}")
     if difference > margin:
         new_weight = round(min(policy.BLEND_WEIGHT_MAX, current + policy.BLEND_WEIGHT_STEP), 2)
         bound = f", capped at {policy.BLEND_WEIGHT_MAX:.2f}" if new_weight == policy.BLEND_WEIGHT_MAX else ""

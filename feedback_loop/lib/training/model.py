@@ -32,7 +32,7 @@ from feedback_loop.lib.training.splits import (
 )
 from feedback_loop.lib.vocab import SIGNAL_DIRECTION, LabelSource, SignalType
 
-HOLDOUT_COLUMNS = ["ticker", "t0", "t1", *FEATURE_NAMES, "label", "weight", "source"]
+HOLDOUT_COLUMNS = ["ticker", "t0", "t1", *FEATURE_NAMES, "forward_return_pct", "label", "weight", "source"]
 #: Search range of log(temperature) for calibration: temperatures e^-4 .. e^4.
 _LOG_TEMPERATURE_BOUNDS = (-4.0, 4.0)
 
@@ -188,11 +188,12 @@ class TrainedModel:
         }, index=features.index)
 
     def evaluate(self, frame: pd.DataFrame) -> dict[str, Any]:
-        """classification_metrics of this model on labeled rows (e.g. a challenger's holdout)."""
+        """classification_metrics of this model on labeled rows (e.g. a challenger's holdout),
+        with skill intervals when the rows carry their forward returns."""
         if frame is self.holdout and self.holdout_metrics is not None:
             return copy.deepcopy(self.holdout_metrics)
         return metric_fns.classification_metrics(
-            frame["label"], self.predict_proba(frame), self.classes)
+            frame["label"], self.predict_proba(frame), self.classes, frame.get("forward_return_pct"))
 
 
 def _version(as_of: pd.Timestamp, booster: xgb.Booster, config: TrainingConfig,
@@ -229,7 +230,8 @@ def train_challenger(
                                  calibration["weight"].to_numpy(dtype=float))
     classes = config.classes()
     holdout_proba = calibrator.apply(_margins(booster, holdout, FEATURE_NAMES))
-    holdout_result = metric_fns.classification_metrics(holdout["label"], holdout_proba, classes)
+    holdout_result = metric_fns.classification_metrics(holdout["label"], holdout_proba, classes,
+                                                       holdout["forward_return_pct"])
 
     folds: dict[str, list[dict[str, Any]]] = {}
     if validate:
@@ -271,6 +273,7 @@ def train_challenger(
         "rows_by_source": rows_by_source,
         "calibrator": calibrator.to_dict(),
         "metrics": {**_scalars(holdout_result), "holdout_rows": len(holdout),
+                    **{key: holdout_result[key] for key in metric_fns.SKILL_KEYS},
                     "fold_averages": result["fold_averages"]},
     }
     return TrainedModel(
