@@ -99,7 +99,7 @@ class _Driver:
 
     def _tick(self, schedule: dg.ScheduleDefinition, when) -> None:
         context = dg.build_schedule_context(instance=self.instance, scheduled_execution_time=when,
-                                            repository_def=self.repository)
+                                            repository_def=self.repository, resources=self.definitions.resources)
         data = schedule.evaluate_tick(context)
         for request in data.run_requests or []:
             if self._already_launched(SCHEDULE_NAME_TAG, schedule.name, request.run_key):

@@ -9,7 +9,7 @@ from feedback_loop.defs.training import training_run_config
 from feedback_loop_tests.harness import definitions_for
 
 DAY, NEXT_DAY = "2024-03-01", "2024-03-04"
-LOOP_ASSETS = {"politicians", "disclosures", "market_prices", "ticker_features", "heuristic_signals",
+LOOP_ASSETS = {"champion_in_service", "politicians", "disclosures", "market_prices", "ticker_features", "heuristic_signals",
                "trading_signals", "portfolio_positions", "signal_outcomes", "portfolio_performance", "feature_drift"}
 
 
@@ -134,7 +134,16 @@ def test_failing_blocking_loop_check_stops_the_portfolio(db_url, tmp_path, insta
     assert checks["ticker_features_one_row_per_ticker"].passed
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert {"ticker_features", "heuristic_signals", "trading_signals"} <= materialized
+    # The next trading day's portfolio fills that queue: it holds it back and stops what follows.
+    next_day = definitions_for(db_url, tmp_path).resolve_job_def("daily_loop_job").execute_in_process(
+        instance=instance, partition_key=NEXT_DAY, raise_on_error=False)
+    assert not next_day.success
+    failed = {e.step_key: e for e in next_day.all_events if e.is_step_failure}
+    assert "portfolio_positions" in failed  # (the day's own trading_signals fails its blocking gate too)
+    assert "failed their gate trading_signals_queue_respects_thresholds" in str(
+        failed["portfolio_positions"].event_specific_data.error)
+    materialized = {e.asset_key.to_user_string() for e in next_day.get_asset_materialization_events()}
     assert not materialized & {"portfolio_positions", "signal_outcomes", "portfolio_performance"}
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM portfolio_equity")).scalar() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM portfolio_positions")).scalar() == 0
     engine.dispose()

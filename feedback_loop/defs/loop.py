@@ -316,9 +316,17 @@ def portfolio_positions(context: dg.AssetExecutionContext, database: DatabaseRes
             return _not_a_trading_day(day, "portfolio_positions")
         policy = read_policy(conn)
         previous = previous_trading_day(conn, day)
-        queued = loop_store.queued_for(loop_store.read_signals(conn, previous, previous)) if previous is not None else pd.DataFrame()
+        previous_signals = loop_store.read_signals(conn, previous, previous) if previous is not None else pd.DataFrame()
+        queued = loop_store.queued_for(previous_signals) if previous is not None else pd.DataFrame()
         prices = loop_store.portfolio_prices(conn, day, queued, policy)
         state = loop_store.portfolio_at_start_of(conn, day, prices, policy)
+    # The queue filled today was gated yesterday, in another run: the portfolio holds back a queue
+    # whose gate failed (the edge trading_signals(D-1) -> portfolio_positions(D) cannot be declared).
+    if len(previous_signals):
+        gate = signal_checks.trading_signals_checks(previous_signals, policy, None, None)[0]
+        if not gate.passed:
+            raise dg.Failure(f"the signals queued on {previous.date()} failed their gate {gate.name} "
+                             f"({gate.metadata}): nothing is filled until they are re-materialized")
     state, updates = step_portfolio(state, day, queued, prices, policy)
     live_orders = {}
     if policy.trading_mode == TradingMode.LIVE.value:

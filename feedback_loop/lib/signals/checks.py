@@ -90,7 +90,10 @@ def trading_signals_checks(signals: pd.DataFrame, portfolio_policy: PortfolioPol
     if len(signals):
         queued = signals[signals["status"] == SignalStatus.QUEUED.value]
         confidence = queued["confidence"].astype(float)
-        opposed = (queued["signal_type"].map(_DIRECTION) * queued["ml_signal_type"].map(_DIRECTION)) < 0
+        # No model call (heuristic only, ML switched off) is direction 0: never a disagreement.
+        heuristic_side = queued["signal_type"].astype(object).map(_DIRECTION).astype(float).fillna(0.0)
+        model_side = queued["ml_signal_type"].astype(object).map(_DIRECTION).astype(float).fillna(0.0)
+        opposed = (heuristic_side * model_side) < 0
         under_generation = signals["confidence"].astype(float) < portfolio_policy.min_signal_confidence
         gate = QUEUE_RESPECTS_THRESHOLDS.outcome(
             not ((confidence < floor).any() or opposed.any() or under_generation.any()),
