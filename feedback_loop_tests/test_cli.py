@@ -23,16 +23,18 @@ from feedback_loop.lib.vocab import ServingPath
 from feedback_loop_tests.harness import SCALE, SYNTHETIC_SEED, small_model
 
 
-def _register(engine, model_id: str, artifact_root) -> None:
+def _register(engine, model_id: str, artifact_root, **fields) -> None:
+    """A registered model whose artifact files hold its id (so its sha256 verifies); `fields` override the row."""
     path = artifact_root / model_id
     path.mkdir()
     for name in ARTIFACT_FILES:
         (path / name).write_bytes(model_id.encode())
+    row = {"version": model_id, "trained_as_of": "2024-01-05", "trigger": "manual", "num_classes": 5, "config": {},
+           "feature_names": [], "metrics": {"accuracy": 0.3}, "model_card": {}, "training_start": None,
+           "training_end": None, **fields}
     with engine.begin() as conn:
-        registry.register_model(
-            conn, model_id=model_id, version=model_id, trained_as_of="2024-01-05", trigger="manual", num_classes=5,
-            config={}, feature_names=[], metrics={"accuracy": 0.3}, model_card={}, artifact_path=str(path),
-            artifact_sha256=artifact_sha256(path), training_start=None, training_end=None)
+        registry.register_model(conn, model_id=model_id, artifact_path=str(path),
+                                artifact_sha256=artifact_sha256(path), **row)
 
 
 def test_manual_promote_and_rollback_use_the_registry_transaction_and_are_logged(db_url, monkeypatch, tmp_path):
@@ -199,16 +201,9 @@ def test_status_of_a_populated_database(db_url, monkeypatch, tmp_path):
 
 
 def _register_with_metrics(engine, model_id, tmp_path, metrics, trained_as_of="2024-01-05"):
-    path = tmp_path / model_id
-    path.mkdir()
-    for name in ARTIFACT_FILES:
-        (path / name).write_bytes(model_id.encode())
-    with engine.begin() as conn:
-        registry.register_model(
-            conn, model_id=model_id, version=f"v-{model_id}", trained_as_of=trained_as_of, trigger="scheduled",
-            num_classes=5, config={"horizon_days": 20, "hyperparameters": {"max_depth": 4}}, feature_names=["a", "b"],
-            metrics=metrics, model_card={}, artifact_path=str(path), artifact_sha256=artifact_sha256(path),
-            training_start="2023-01-05", training_end="2023-12-20")
+    _register(engine, model_id, tmp_path, version=f"v-{model_id}", trained_as_of=trained_as_of, trigger="scheduled",
+              config={"horizon_days": 20, "hyperparameters": {"max_depth": 4}}, feature_names=["a", "b"],
+              metrics=metrics, training_start="2023-01-05", training_end="2023-12-20")
 
 
 def test_models_list_is_a_headed_table_filtered_by_status_and_show_is_readable(db_url, monkeypatch, tmp_path):

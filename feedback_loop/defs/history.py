@@ -149,7 +149,8 @@ class Recorder:
             state.portfolio, record.updates, day, self.policy.trading_mode), day)
         yield from _check_evaluations("portfolio_positions", portfolio_checks.portfolio_positions_checks(
             state.portfolio, record.queued if record.queued is not None else pd.DataFrame(), day), day)
-        yield _materialization("signal_outcomes", self._outcomes_metadata(record), day)
+        outcomes = state.all_outcomes()  # every outcome closed so far, built once for the day
+        yield _materialization("signal_outcomes", self._outcomes_metadata(record, outcomes), day)
         closed = record.closed if record.closed is not None else pd.DataFrame(columns=OUTCOME_COLUMNS)
         positions = record.closed_positions if record.closed_positions is not None else pd.DataFrame(
             columns=POSITION_COLUMNS)
@@ -168,7 +169,7 @@ class Recorder:
         signals = record.signals if record.signals is not None else pd.DataFrame()
         yield from _check_evaluations("trading_signals", signal_checks.trading_signals_checks(
             signals, self.policy, None, fallback), day)
-        performance_metadata, metrics = self._performance_metadata(day, champion, last)
+        performance_metadata, metrics = self._performance_metadata(day, champion, outcomes, last)
         yield _materialization("portfolio_performance", performance_metadata, day)
         yield from _check_evaluations("portfolio_performance", portfolio_checks.portfolio_performance_checks(metrics),
                                       day)
@@ -183,9 +184,8 @@ class Recorder:
             if retrain.request.as_of >= day:  # the sensors' retrains run after the day's loop
                 yield from self.retrain(retrain)
 
-    def _outcomes_metadata(self, record: DayRecord) -> dict:
+    def _outcomes_metadata(self, record: DayRecord, outcomes: pd.DataFrame) -> dict:
         day, state = record.day, self.loop.state
-        outcomes = state.all_outcomes()
         closed = outcomes[pd.to_datetime(outcomes["exit_date"]) <= day] if len(outcomes) else outcomes
         shadow = state.shadow if state.shadow is not None else pd.DataFrame(columns=["exit_date", "generated"])
         resolved = shadow[pd.to_datetime(shadow["exit_date"]) <= day]
@@ -231,9 +231,9 @@ class Recorder:
             **(self.model_links.get(champion, {}) if champion else {}),
         }, fallback
 
-    def _performance_metadata(self, day: pd.Timestamp, champion: str | None, last: bool) -> tuple[dict, dict]:
+    def _performance_metadata(self, day: pd.Timestamp, champion: str | None, outcomes: pd.DataFrame,
+                              last: bool) -> tuple[dict, dict]:
         equity = self.loop.state.portfolio.equity
-        outcomes = self.loop.state.all_outcomes()
         metrics = performance.portfolio_metrics(equity, outcomes, self.spy[self.spy["date"] <= day])
         self.performance_rows.append((day, metrics, champion))
         # The equity curve is drawn for the last day only: a PNG per day would cost a second each.
