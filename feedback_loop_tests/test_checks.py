@@ -13,7 +13,7 @@ from feedback_loop.lib import policy
 from feedback_loop.lib.checks import CheckOutcome
 from feedback_loop.lib.models import checks as model_checks
 from feedback_loop.lib.monitoring import checks as monitoring_checks
-from feedback_loop.lib.monitoring.blend_weight import BlendWeightDecision, next_blend_weight
+from feedback_loop.lib.monitoring.blend_weight import BlendWeightDecision, decide_blend_weight
 from feedback_loop.lib.monitoring.drift import DriftReport, KsResult
 from feedback_loop.lib.plots import HIGHER_IS_BETTER, LOWER_IS_BETTER, comparison_figure
 from feedback_loop.lib.policy import PortfolioPolicy
@@ -234,7 +234,10 @@ def test_promotion_leaves_one_champion(statuses, promoted, passed):
 # ------------------------------------------------------------------ monitoring
 def test_blend_weight_checks_pass_on_every_rule_decision():
     for current, ml_wins in ((0.2, 30), (0.2, 10), (0.7, 30), (0.1, 10), (0.4, 20)):
-        decision = next_blend_weight(current, ml_wins, 40, 20, 40)
+        shadow = pd.DataFrame({"ticker": [f"T{i}" for i in range(40)], "heuristic_outcome": ["win", "loss"] * 20,
+                               "ml_outcome": ["win"] * ml_wins + ["loss"] * (40 - ml_wins),
+                               "exit_date": pd.Timestamp("2025-06-30") - pd.to_timedelta(np.arange(40) % 29, unit="D")})
+        decision, _ = decide_blend_weight(shadow, "2025-06-30", current, None)
         assert all(_by_name(monitoring_checks.blend_weight_checks(decision)).values()), decision
 
 

@@ -22,6 +22,10 @@ BLEND_WEIGHT_WINDOW_DAYS = 30
 #: After a move, the weight stays put this many days: evaluated daily over a 30-day window,
 #: the same evidence would otherwise step it to a bound in a week.
 BLEND_WEIGHT_COOLDOWN_DAYS = 30
+#: Significance level of a blend-weight move. Evaluated daily on a sliding 30-day window, the
+#: weight is tested on about 365 / 30 = 12 disjoint windows a year, so 1 - EVIDENCE_CONFIDENCE is
+#: shared among them (Bonferroni): a weight that stays put on noise for a year, with 95%.
+BLEND_WEIGHT_WINDOWS_PER_YEAR = 365 // BLEND_WEIGHT_WINDOW_DAYS
 
 # --- blending ------------------------------------------------------------------------
 AGREE_MULTIPLIER = 1.1
@@ -52,8 +56,9 @@ MIN_HOLDOUT_ROWS = 20
 
 # --- evidence (skill intervals, the promotion gate's test, the blend weight's test) ------
 #: Two-sided confidence of every interval. A gain is supported when the lower bound of its
-#: interval is above 0; a blend-weight move needs p < 1 - EVIDENCE_CONFIDENCE.
+#: interval is above 0; a blend-weight move needs p < BLEND_WEIGHT_ALPHA.
 EVIDENCE_CONFIDENCE = 0.95
+BLEND_WEIGHT_ALPHA = (1 - EVIDENCE_CONFIDENCE) / BLEND_WEIGHT_WINDOWS_PER_YEAR
 #: Bootstrap resamples of the holdout rows, and their seed (the same rows for every model).
 EVIDENCE_BOOTSTRAP_DRAWS = 1000
 EVIDENCE_SEED = 15

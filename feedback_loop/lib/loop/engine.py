@@ -110,7 +110,9 @@ class LoopState:
     candidate_id: str | None = None
     retrain_events: list[dict] = field(default_factory=list)
     comparisons: list[dict] = field(default_factory=list)
+    #: The blend-weight decisions that moved the weight, and every day's decision (as logged).
     blend_weight_path: list[dict] = field(default_factory=list)
+    blend_weight_decisions: list[dict] = field(default_factory=list)
     drift_reports: list[dict] = field(default_factory=list)
     skipped_requests: list[dict] = field(default_factory=list)
     sensor_cursors: dict[str, str] = field(default_factory=dict)
@@ -451,15 +453,17 @@ class LoopEngine:
 
     # ---------------------------------------------------------------- after the close
     def _evaluate_blend_weight(self, day: pd.Timestamp) -> None:
-        if self.state.shadow is None or not len(self.state.shadow):
-            return
+        shadow = self.state.shadow
+        if shadow is None:
+            shadow = pd.DataFrame(columns=outcomes_lib.SHADOW_OUTCOME_COLUMNS)
         since = rules.days_since_blend_move((move["as_of"] for move in self.state.blend_weight_path), day)
         current = self.state.blend_weight_on(day)
-        decision, counts = blend_weight_lib.decide_blend_weight(self.state.shadow, day, current, since)
+        decision, counts = blend_weight_lib.decide_blend_weight(shadow, day, current, since)
         self.record.blend = (decision, counts)
+        logged = {"as_of": day, "decision": decision, "window_days": blend_weight_lib.WINDOW_DAYS}
+        self.state.blend_weight_decisions.append(logged)
         if decision.changed:
-            self.state.blend_weight_path.append({"as_of": day, "decision": decision,
-                                                 "window_days": blend_weight_lib.WINDOW_DAYS})
+            self.state.blend_weight_path.append(logged)
             self.state.blend_weight = decision.new_weight
 
     def _drift(self, day: pd.Timestamp) -> None:

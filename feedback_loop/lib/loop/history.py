@@ -2,7 +2,7 @@
 
 Models get their artifacts and ml_models rows, deployments keep their effective dates,
 comparisons and retraining events are logged, and signals, positions, equity, outcomes,
-shadow outcomes, blend-weight moves and drift reports land in their tables.
+shadow outcomes, every blend-weight decision and drift reports land in their tables.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ def persist_history(engine: sa.Engine, state: LoopState, artifact_root: Path) ->
         loop_store.write_outcomes(conn, outcomes)
         if state.shadow is not None:
             loop_store.write_shadow(conn, state.shadow)
-        for move in state.blend_weight_path:
-            blend_weight_lib.apply_blend_weight(conn, move["decision"], move["as_of"], move["window_days"])
+        for logged in state.blend_weight_decisions:
+            blend_weight_lib.apply_blend_weight(conn, logged["decision"], logged["as_of"], logged["window_days"])
         for report in state.drift_reports:
             drift.write_drift_report(conn, report["report"], report["as_of"], report["model_id"])
     return {"models": len(state.models), "signals": len(signals), "positions": len(state.portfolio.positions),

@@ -33,6 +33,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from feedback_loop.lib import policy
 from feedback_loop.lib.frames import MARKET_TICKER
 from feedback_loop.lib.loop.engine import CLOSED_LOOP_ARM, HEURISTIC_ARM, LoopState
 from feedback_loop.lib.portfolio.paper import adjusted_ohlc
@@ -434,9 +435,10 @@ def _model_lines(name: str, section: dict) -> list[str]:
           (h.get("skill_verdict") or "no edge detected: no interval").split(":")[0]]
          for h in section["holdout_metrics"]])
     lines += ["Blend weight path (decided after the close of `as of`, in force the next day):", ""] + _table(
-        ["as of", "weight", "ML win rate", "heuristic win rate", "sample", "difference 95% interval", "p", "reason"],
+        ["as of", "weight", "ML win rate", "heuristic win rate", "sample",
+         f"difference {1 - policy.BLEND_WEIGHT_ALPHA:.2%} interval", "p", "reason"],
         [[p["as_of"], _fmt(p["weight"]), _fmt(p["ml_win_rate"], 3), _fmt(p["heuristic_win_rate"], 3),
-          _fmt(p["sample_size"]), _interval(p.get("difference_ci"), 3), _fmt(p.get("p_value"), 3), p["reason"]]
+          _fmt(p["sample_size"]), _interval(p.get("difference_ci"), 3), _fmt(p.get("p_value"), 4), p["reason"]]
          for p in section["blend_weight_path"]])
     return lines
 

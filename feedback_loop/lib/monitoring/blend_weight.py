@@ -2,10 +2,18 @@
 
 Once per evaluation the model and the heuristic are compared on the SAME signals — the
 shadow outcomes (realized return of every signal, traded or not) resolved in the window
-on which the model had a direction — and the weight moves one step toward the side that
+on which both sides made a call — and the weight moves one step toward the side that
 wins more often, within [BLEND_WEIGHT_MIN, BLEND_WEIGHT_MAX], when the lead exceeds the seeds'
-margin AND is significant for its sample (a two-proportion z-test, p < 1 - EVIDENCE_CONFIDENCE;
-a 5-point lead on 100 outcomes a side is about 0.7 standard errors). Breakevens are not wins.
+margin AND is significant for its sample (`paired_win_rate_test`, p < BLEND_WEIGHT_ALPHA).
+Breakevens are not wins.
+
+The outcomes of one window are not independent draws: the signals of one ticker on
+consecutive days share one price path, and the signals exiting in one week share the
+market's and their sectors' moves. Counted as independent (a two-proportion test), a month
+in which one side happened to be longer than the other looked like thousands of wins: on
+the synthetic null the weight left its start within five weeks and spent 70% of the year
+elsewhere. The test therefore pairs the two calls of each signal and clusters the paired
+differences two ways, by ticker and by exit week.
 
 A weight decided on `as_of` is logged as a `feature_importance_history` row
 ('_ml_blend_weight', analysis_date = as_of) and takes effect the next day: the signals of
@@ -40,9 +48,10 @@ _DECIMALS = 10
 
 
 class ShadowWinCounts(TypedDict):
-    """Resolved shadow outcomes of the window, ML and heuristic on the same signals.
+    """Resolved shadow outcomes of the window on which both sides made a call.
 
-    A mapping, so `next_blend_weight(current, **counts)` takes it as it is.
+    A mapping, so `next_blend_weight(current, **counts)` takes it as it is. Both sides count
+    the same signals, so `ml_n == heuristic_n`.
     """
 
     ml_wins: int
@@ -53,17 +62,30 @@ class ShadowWinCounts(TypedDict):
     heuristic_breakevens: int
 
 
-TEST_NAME = "two-proportion z-test"
+TEST_NAME = "paired win-rate test, clustered by ticker and exit week"
 
 RULE_DESCRIPTION = (
     f"Compares the ML side's win rate with the heuristic's on the same signals (shadow outcomes, "
     f"{policy.BLEND_WEIGHT_WINDOW_DAYS} days): ML ahead by > {policy.BLEND_WEIGHT_WIN_RATE_MARGIN_FRAC:.0%} "
-    f"and significant ({TEST_NAME}, p < {1 - policy.EVIDENCE_CONFIDENCE:.2f}) → "
+    f"and significant ({TEST_NAME}, p < {policy.BLEND_WEIGHT_ALPHA:.4f}: 5% over the year's "
+    f"{policy.BLEND_WEIGHT_WINDOWS_PER_YEAR} windows) → "
     f"+{policy.BLEND_WEIGHT_STEP:.2f} (cap {policy.BLEND_WEIGHT_MAX:.2f}), behind by more → "
     f"−{policy.BLEND_WEIGHT_STEP:.2f} (floor {policy.BLEND_WEIGHT_MIN:.2f}), else unchanged; no move under "
     f"{policy.BLEND_WEIGHT_MIN_OUTCOMES_PER_SIDE} outcomes per side nor within {policy.BLEND_WEIGHT_COOLDOWN_DAYS} "
     "days of the last move. The new weight serves from the next day."
 )
+
+
+@dataclass(frozen=True)
+class PairedWinRateTest:
+    """The paired comparison of one window: ML wins minus heuristic wins per signal."""
+
+    difference: float
+    #: Two-sided interval at 1 - BLEND_WEIGHT_ALPHA, so it excludes 0 exactly when p < BLEND_WEIGHT_ALPHA.
+    interval: tuple[float, float]
+    p_value: float
+    tickers: int
+    weeks: int
 
 
 @dataclass(frozen=True)
@@ -74,58 +96,85 @@ class BlendWeightDecision:
     reason: str
     ml_win_rate: float | None
     heuristic_win_rate: float | None
-    #: Resolved outcomes on the smaller side (the signals compared, as both sides are
-    #: measured on the same signals).
+    #: Resolved outcomes compared (both sides are measured on the same signals).
     sample_size: int
-    #: The test of the win-rate difference (ML minus heuristic), its 95% interval and p-value;
-    #: None while either side has no resolved outcome.
+    #: The test of the win-rate difference (ML minus heuristic), its interval and p-value;
+    #: None while no signal is resolved on both sides.
     test: str | None = None
     difference_ci: tuple[float, float] | None = None
     p_value: float | None = None
 
 
-def two_proportion_test(wins_a: int, n_a: int, wins_b: int, n_b: int) -> tuple[float, tuple[float, float]]:
-    """(two-sided p-value, EVIDENCE_CONFIDENCE interval) of rate_a - rate_b: the pooled z-test and
-    the Wald interval. The ML side is a subset of the heuristic's pool, so treating them as
-    independent samples overstates the variance: the test errs towards not moving."""
-    rate_a, rate_b = wins_a / n_a, wins_b / n_b
-    pooled = (wins_a + wins_b) / (n_a + n_b)
-    pooled_se = np.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
-    difference = rate_a - rate_b
-    p_value = float(2 * stats.norm.sf(abs(difference) / pooled_se)) if pooled_se > 0 else 1.0
-    half = stats.norm.ppf(0.5 + policy.EVIDENCE_CONFIDENCE / 2) * np.sqrt(
-        rate_a * (1 - rate_a) / n_a + rate_b * (1 - rate_b) / n_b)
-    return p_value, (float(difference - half), float(difference + half))
+def paired_win_rate_test(ml_win, heuristic_win, ticker, exit_week) -> PairedWinRateTest | None:
+    """Test of mean(ml_win - heuristic_win) = 0 over signals, robust to both dependences of a window.
 
-
-def win_rates_from_shadow(shadow_outcomes: pd.DataFrame, as_of, window_days: int) -> ShadowWinCounts:
-    """Count wins over shadow outcomes resolved (exit_date) in (as_of - window_days, as_of].
-
-    Both sides are measured on the same pool of signals: the heuristic side is every signal
-    of the pool (its `heuristic_outcome`); the ML side is the signals the model backed with
-    a direction (`ml_outcome` resolved). Generated signals never have opposite directions
-    (those fall under the generation threshold), so on the rows the model backs both
-    outcomes coincide; what differs is the selection, which is what the weight should
-    reward. Breakevens count as not-wins and are reported separately.
+    The variance of the mean difference is two-way cluster-robust (Cameron, Gelbach and
+    Miller 2011: by ticker + by exit week - by their intersection), never below either one-way
+    variance (with a handful of weeks the week term is itself noisy and can cancel the ticker
+    term), and the t statistic has min(tickers, weeks) - 1 degrees of freedom. None without at
+    least two clusters each way.
     """
+    frame = pd.DataFrame({"d": np.asarray(ml_win, float) - np.asarray(heuristic_win, float),
+                          "ticker": np.asarray(ticker), "week": np.asarray(exit_week)})
+    tickers, weeks = frame["ticker"].nunique(), frame["week"].nunique()
+    if min(tickers, weeks) < 2:
+        return None
+    n, difference = len(frame), float(frame["d"].mean())
+    residual = frame["d"] - difference
+
+    def clustered_sum(*keys) -> float:
+        return float((residual.groupby([frame[k] for k in keys]).sum() ** 2).sum())
+
+    by_ticker, by_week = clustered_sum("ticker"), clustered_sum("week")
+    variance = max(by_ticker + by_week - clustered_sum("ticker", "week"), by_ticker, by_week)
+    dof = min(tickers, weeks) - 1
+    se = np.sqrt(variance) / n
+    p_value = float(2 * stats.t.sf(abs(difference) / se, dof)) if se > 0 else (1.0 if difference == 0 else 0.0)
+    half = float(stats.t.ppf(1 - policy.BLEND_WEIGHT_ALPHA / 2, dof) * se)
+    return PairedWinRateTest(difference, (difference - half, difference + half), p_value, tickers, weeks)
+
+
+def _paired_window(shadow_outcomes: pd.DataFrame, as_of, window_days: int) -> pd.DataFrame:
+    """Shadow outcomes resolved (exit_date) in (as_of - window_days, as_of] on both sides."""
     end = pd.Timestamp(as_of).normalize()
     start = end - pd.Timedelta(days=window_days)
     if not len(shadow_outcomes):
+        return shadow_outcomes
+    exit_date = pd.to_datetime(shadow_outcomes["exit_date"]).dt.normalize()
+    return shadow_outcomes[(exit_date > start) & (exit_date <= end)
+                           & shadow_outcomes["heuristic_outcome"].isin(_RESOLVED)
+                           & shadow_outcomes["ml_outcome"].isin(_RESOLVED)]
+
+
+def win_rates_from_shadow(shadow_outcomes: pd.DataFrame, as_of, window_days: int) -> ShadowWinCounts:
+    """Count wins over shadow outcomes resolved in (as_of - window_days, as_of] on both sides.
+
+    Both sides are measured on the same signals: those the heuristic called (every shadow
+    outcome) and the model backed with a direction (`ml_outcome` resolved). Where both call
+    the same direction the outcomes coincide; what differs is the calls where they disagree
+    or one is stronger, which is what the weight should reward. Breakevens count as
+    not-wins and are reported separately.
+    """
+    window = _paired_window(shadow_outcomes, as_of, window_days)
+    if not len(window):
         return ShadowWinCounts(ml_wins=0, ml_n=0, ml_breakevens=0,
                                heuristic_wins=0, heuristic_n=0, heuristic_breakevens=0)
-    exit_date = pd.to_datetime(shadow_outcomes["exit_date"]).dt.normalize()
-    pool = shadow_outcomes[(exit_date > start) & (exit_date <= end)
-                           & shadow_outcomes["heuristic_outcome"].isin(_RESOLVED)]
-    ml = pool.loc[pool["ml_outcome"].isin(_RESOLVED), "ml_outcome"]
-    heuristic = pool["heuristic_outcome"]
+    ml, heuristic = window["ml_outcome"], window["heuristic_outcome"]
     return ShadowWinCounts(
-        ml_wins=int((ml == Outcome.WIN).sum()),
-        ml_n=len(ml),
-        ml_breakevens=int((ml == Outcome.BREAKEVEN).sum()),
-        heuristic_wins=int((heuristic == Outcome.WIN).sum()),
-        heuristic_n=len(heuristic),
+        ml_wins=int((ml == Outcome.WIN).sum()), ml_n=len(ml), ml_breakevens=int((ml == Outcome.BREAKEVEN).sum()),
+        heuristic_wins=int((heuristic == Outcome.WIN).sum()), heuristic_n=len(heuristic),
         heuristic_breakevens=int((heuristic == Outcome.BREAKEVEN).sum()),
     )
+
+
+def window_test(shadow_outcomes: pd.DataFrame, as_of, window_days: int) -> PairedWinRateTest | None:
+    """`paired_win_rate_test` over the window's signals resolved on both sides."""
+    window = _paired_window(shadow_outcomes, as_of, window_days)
+    if not len(window):
+        return None
+    exit_week = pd.to_datetime(window["exit_date"]).dt.to_period("W").astype(str)
+    return paired_win_rate_test(window["ml_outcome"] == Outcome.WIN, window["heuristic_outcome"] == Outcome.WIN,
+                                window["ticker"], exit_week)
 
 
 def next_blend_weight(
@@ -138,10 +187,12 @@ def next_blend_weight(
     ml_breakevens: int = 0,
     heuristic_breakevens: int = 0,
     days_since_change: int | None = None,
+    test: PairedWinRateTest | None = None,
 ) -> BlendWeightDecision:
     """One step of BLEND_WEIGHT_STEP toward the side whose win rate leads by MORE than
-    BLEND_WEIGHT_WIN_RATE_MARGIN_FRAC with a `two_proportion_test` p-value under
-    1 - EVIDENCE_CONFIDENCE, within [BLEND_WEIGHT_MIN, BLEND_WEIGHT_MAX].
+    BLEND_WEIGHT_WIN_RATE_MARGIN_FRAC with a `paired_win_rate_test` p-value under
+    BLEND_WEIGHT_ALPHA, within [BLEND_WEIGHT_MIN, BLEND_WEIGHT_MAX]. Without a test (fewer
+    than two tickers or weeks) there is no evidence and the weight stays.
 
     No move when either side has fewer than BLEND_WEIGHT_MIN_OUTCOMES_PER_SIDE resolved
     outcomes, nor within BLEND_WEIGHT_COOLDOWN_DAYS of the last move (`days_since_change`).
@@ -158,8 +209,7 @@ def next_blend_weight(
         if ml_breakevens or heuristic_breakevens else ""
     )
 
-    p_value, interval = (two_proportion_test(ml_wins, ml_n, heuristic_wins, heuristic_n)
-                         if ml_n and heuristic_n else (None, None))
+    p_value, interval = (test.p_value, test.interval) if test is not None else (None, None)
 
     def decision(new_weight: float, reason: str) -> BlendWeightDecision:
         return BlendWeightDecision(
@@ -180,11 +230,15 @@ def next_blend_weight(
 
     margin = policy.BLEND_WEIGHT_WIN_RATE_MARGIN_FRAC
     difference = round(ml_rate - heuristic_rate, _DECIMALS)
-    rates = (f"ML win rate {ml_rate:.4f} vs heuristic {heuristic_rate:.4f} ({difference:+.4f}, 95% interval "
-             f"[{interval[0]:+.4f}, {interval[1]:+.4f}], {TEST_NAME} p={p_value:.3f})")
-    alpha = round(1 - policy.EVIDENCE_CONFIDENCE, _DECIMALS)
+    alpha = round(policy.BLEND_WEIGHT_ALPHA, _DECIMALS)
+    if test is None:
+        return decision(current, f"ML win rate {ml_rate:.4f} vs heuristic {heuristic_rate:.4f}: no test "
+                                 f"(the outcomes span fewer than two tickers or weeks); weight stays {current:.2f}")
+    rates = (f"ML win rate {ml_rate:.4f} vs heuristic {heuristic_rate:.4f} ({difference:+.4f}, "
+             f"{1 - alpha:.2%} interval [{interval[0]:+.4f}, {interval[1]:+.4f}], {TEST_NAME} "
+             f"over {test.tickers} tickers and {test.weeks} weeks, p={p_value:.4f})")
     if abs(difference) > margin and p_value >= alpha:
-        return decision(current, f"{rates}: beyond ±{margin} but not significant (p >= {alpha}); "
+        return decision(current, f"{rates}: beyond ±{margin} but not significant (p >= {alpha:.4f}); "
                                  f"weight stays {current:.2f}")
     if difference > margin:
         new_weight = round(min(policy.BLEND_WEIGHT_MAX, current + policy.BLEND_WEIGHT_STEP), 2)
@@ -199,9 +253,11 @@ def next_blend_weight(
 
 def decide_blend_weight(shadow_outcomes: pd.DataFrame, as_of, current: float,
                         days_since_change: int | None) -> tuple[BlendWeightDecision, ShadowWinCounts]:
-    """The evaluation of `as_of` on both drivers: counts over the window, then `next_blend_weight`."""
+    """The evaluation of `as_of` on both drivers: counts and the paired test over the window, then
+    `next_blend_weight`."""
     counts = win_rates_from_shadow(shadow_outcomes, as_of, WINDOW_DAYS)
-    return next_blend_weight(current, **counts, days_since_change=days_since_change), counts
+    test = window_test(shadow_outcomes, as_of, WINDOW_DAYS)
+    return next_blend_weight(current, **counts, days_since_change=days_since_change, test=test), counts
 
 
 def apply_blend_weight(
