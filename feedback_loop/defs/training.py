@@ -131,7 +131,8 @@ def promotion_metadata(promoted: bool, reason: str, new_metrics: dict, current_m
 @dg.asset(
     group_name="training", kinds={"python", "pandas"}, owners=OWNERS, deps=["disclosures", "market_prices"],
     description=("Feature rows (the one feature function) at each filing date, labeled by the forward return from the "
-                 "first trading day after filing over the horizon, in excess of SPY. Each row carries t0 and t1."),
+                 "first trading day after filing over the portfolio's hold_days (its exit timeout), in excess of SPY. "
+                 "Each row carries t0 and t1."),
 )
 def market_labeled_set(config: TrainingRunConfig, database: DatabaseResource) -> dg.Output[pd.DataFrame]:
     with database.get_engine().connect() as conn:
