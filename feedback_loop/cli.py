@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from feedback_loop.lib import policy
 from feedback_loop.lib.store import db
 from feedback_loop.lib.store.pgcluster import PostgresNotFound
+from feedback_loop.lib.vocab import ExitPolicy
 
 #: Exit code of every user error (click's own usage errors use it too).
 USER_ERROR_EXIT_CODE = 2
@@ -186,7 +187,8 @@ def _train(as_of: dt.date | None, use_outcomes: bool, num_classes: str, *, decid
            require_new_samples: bool) -> None:
     """`train` and `retrain`: the training job's steps, then (decide) the champion/challenger gate."""
     from feedback_loop.lib.models import flow as training_flow
-    from feedback_loop.lib.training.config import TrainingConfig
+    from feedback_loop.lib.portfolio.broker import read_policy
+    from feedback_loop.lib.training.config import training_config_for
 
     engine = _app_engine()
     if as_of is None:
@@ -194,7 +196,8 @@ def _train(as_of: dt.date | None, use_outcomes: bool, num_classes: str, *, decid
             as_of = training_flow.latest_market_date(conn)
         if as_of is None:
             raise UserError("no SPY prices ingested; materialize the ingest assets first")
-    config = TrainingConfig(use_outcomes=use_outcomes, num_classes=int(num_classes))
+    with engine.connect() as conn:
+        config = training_config_for(read_policy(conn), use_outcomes=use_outcomes, num_classes=int(num_classes))
     record, model, dropped = training_flow.train_candidate(
         engine, as_of, config, trigger="manual", artifact_root=db.state_dir() / "models",
         require_new_samples=require_new_samples)
@@ -537,8 +540,12 @@ def status(as_of: dt.date, as_json: bool) -> None:
               help="Report folder (default reports/replay-<id>).")
 @click.option("--persist/--no-persist", default=True, show_default=True,
               help="Write every arm into its own Postgres schema replay_<id>_<arm>.")
-def replay(start, end, disclosure_files, legislator_files, price_file, report_dir, persist) -> None:
+@click.option("--exit-policy", type=click.Choice([p.value for p in ExitPolicy]),
+              default=policy.PortfolioPolicy().exit_policy, show_default=True,
+              help="The paper portfolio's exit policy (lib/policy.EXIT_RULES); its timeout is the label horizon.")
+def replay(start, end, disclosure_files, legislator_files, price_file, report_dir, persist, exit_policy) -> None:
     """Run the loop day by day over [START, END] for every arm and write the comparison report."""
+    import dataclasses
     from pathlib import Path
 
     from tqdm import tqdm
@@ -571,13 +578,16 @@ def replay(start, end, disclosure_files, legislator_files, price_file, report_di
             bar.update()
         return update
 
-    states = replay_lib.run_arms(inputs, start, end, progress=progress)
+    portfolio_policy = dataclasses.replace(policy.PortfolioPolicy(), exit_policy=exit_policy)
+    states = replay_lib.run_arms(inputs, start, end, progress=progress, portfolio_policy=portfolio_policy)
     for bar in bars:
         bar.close()
-    report = build_report(states, inputs.data.prices, start=start, end=end, data_description=inputs.description)
+    report = build_report(states, inputs.data.prices, start=start, end=end, data_description=inputs.description,
+                          policy=portfolio_policy)
     written = write_report(report, states, inputs.data.prices, out)
     if persist:
-        schemas = replay_lib.persist_replay(db.ensure_databases(), replay_id, inputs, states, out / "models")
+        schemas = replay_lib.persist_replay(db.ensure_databases(), replay_id, inputs, states, out / "models",
+                                            portfolio_policy)
         click.echo(f"  wrote schemas {', '.join(schemas)}")
     click.echo(f"report: {', '.join(str(p) for p in written)}")
     verdict = report.get("verdict", {})

@@ -27,7 +27,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 #: Wednesday to Monday: four trading days around a weekend (weekend days are partitions too).
 DAYS = [d.strftime("%Y-%m-%d") for d in pd.date_range("2023-06-07", "2023-06-12")]
 #: Short holdings and shadow horizon, so that a few days close positions and resolve shadow outcomes.
-SHORT_POLICY = "UPDATE reference_portfolio_config SET max_hold_days = 2, shadow_horizon_days = 2"
+SHORT_POLICY = "UPDATE reference_portfolio_config SET hold_days = 2"
 PRODUCT_TABLES = {  # table: the columns that order its rows
     "trading_signals": ["signal_id"],
     "portfolio_positions": ["position_id"],

@@ -23,7 +23,9 @@ from feedback_loop.lib.portfolio.broker import (
     read_policy,
     send_live_orders,
     switch_trading_mode,
+    write_policy,
 )
+from feedback_loop.lib.vocab import ExitPolicy
 
 
 class FakeResponse:
@@ -160,6 +162,18 @@ def test_read_policy_reads_the_persisted_config(engine):
         assert read_policy(conn) == dataclasses.replace(
             PortfolioPolicy(), max_open_positions=12, trailing_stop_frac=0.15, ml_blend_weight=0.3,
             trading_mode="live")
+
+
+@pytest.mark.parametrize("exit_policy", list(ExitPolicy))
+def test_the_exit_policy_round_trips_with_the_persisted_config(engine, exit_policy):
+    changed = dataclasses.replace(PortfolioPolicy(), exit_policy=exit_policy.value, hold_days=7,
+                                  atr_stop_multiple=2.0, trailing_stop_frac=0.1, ml_blend_weight=0.4)
+    with engine.connect() as conn:
+        write_policy(conn, changed)
+        assert read_policy(conn) == changed  # the trading mode is switched only by switch_trading_mode
+        conn.rollback()
+    with engine.begin() as conn, pytest.raises(sa.exc.IntegrityError):
+        write_policy(conn, dataclasses.replace(changed, exit_policy="stop_everything"))
 
 
 # --- live orders: the rule, and the sending against a fake broker on 127.0.0.1 --------

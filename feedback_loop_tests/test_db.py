@@ -99,6 +99,7 @@ ENUM_COLUMNS = {
     vocab.OrderSide: [("broker_orders", "side")],
     vocab.PredictionRole: [("ml_predictions", "role")],
     vocab.ModeChangeOutcome: [("trading_mode_changes", "outcome")],
+    vocab.ExitPolicy: [("reference_portfolio_config", "exit_policy")],
 }
 
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from feedback_loop.lib.loop.engine import HEURISTIC_ARM, LoopData, LoopEngine
+from feedback_loop.lib.policy import HOLD_DAYS, PortfolioPolicy
+from feedback_loop.lib.portfolio.outcomes import outcomes_from_positions, shadow_outcomes
+from feedback_loop.lib.portfolio.paper import PortfolioState, step_portfolio
 from feedback_loop.lib.signals.features import FEATURE_NAMES
-from feedback_loop.lib.training.config import TrainingConfig
+from feedback_loop.lib.training.config import TrainingConfig, training_config_for
 from feedback_loop.lib.training.labels import (
     LABELED_COLUMNS,
     LabeledSet,
@@ -198,3 +204,39 @@ def test_outcome_set_before_any_trade_closed_is_empty_not_an_error():
         labeled = outcome_labeled_set(no_outcomes, "2019-02-01", config)
         assert labeled.frame.empty and list(labeled.frame.columns) == LABELED_COLUMNS
         assert labeled.dropped == {}
+
+
+# --- the label is the trade: one horizon for the label, the exit timeout and the shadow outcomes ---
+
+@pytest.mark.parametrize("hold_days", [HOLD_DAYS, 5])
+def test_the_label_is_the_return_of_the_trade_under_the_timeout_policy_and_its_shadow_outcome(hold_days):
+    policy = dataclasses.replace(PortfolioPolicy(), hold_days=hold_days)
+    config = training_config_for(policy)
+    assert config.horizon_days == policy.hold_days and config.embargo_days >= hold_days
+    prices = _prices()
+    filed = pd.Timestamp("2025-01-10")
+    label = market_labeled_set(_features([("AAA", "2025-01-10")]), prices, AS_OF, config).frame.iloc[0]
+
+    signal = {"signal_id": "s", "ticker": "AAA", "as_of": filed, "signal_type": "buy", "confidence": 0.8,
+              "status": "queued", "features": {}, "model_id": None, "model_version": None, "ml_enhanced": False,
+              "heuristic_signal_type": "buy", "ml_signal_type": None}
+    state, queued = PortfolioState.initial(policy), pd.DataFrame([signal])
+    for today in DAYS[(DAYS > filed) & (DAYS <= label["t1"] + pd.Timedelta(days=7))]:
+        state, _ = step_portfolio(state, today, queued, prices, policy)
+        queued = pd.DataFrame()
+    trade = outcomes_from_positions(state.positions, pd.DataFrame([signal]), prices).iloc[0]
+    assert (trade["exit_reason"], trade["exit_date"]) == ("timeout", label["t1"])
+    assert trade["excess_return_pct"] == pytest.approx(label["forward_return_pct"])
+
+    shadow = shadow_outcomes(pd.DataFrame([signal]), prices, AS_OF, policy.hold_days).iloc[0]
+    assert (shadow["entry_date"], shadow["exit_date"]) == (trade["entry_date"], label["t1"])
+    assert shadow["return_pct"] == pytest.approx(trade["return_pct"])
+
+
+def test_no_driver_can_train_on_a_horizon_other_than_the_portfolios():
+    policy = dataclasses.replace(PortfolioPolicy(), hold_days=10)
+    with pytest.raises(ValueError, match="hold_days"):
+        training_config_for(policy, horizon_days=20)
+    with pytest.raises(ValueError, match="label horizon 20 trading days != the portfolio's hold_days 10"):
+        LoopEngine(LoopData(pd.DataFrame(), _prices(), pd.DataFrame()), HEURISTIC_ARM, start=DAYS[0],
+                   end=DAYS[-1], portfolio_policy=policy, training_config=TrainingConfig())

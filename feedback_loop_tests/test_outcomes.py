@@ -115,21 +115,21 @@ def _shadow_prices():
     return pd.concat([aaa, spy], ignore_index=True)
 
 
-def test_shadow_outcome_entry_next_open_exit_after_horizon_trading_days():
+def test_shadow_outcome_entry_next_open_exit_at_the_horizon_th_trading_day_counting_the_entry():
     signals = pd.DataFrame([
         _signal("AAA", day(1), heuristic_signal_type="sell", ml_signal_type="buy",
                 challenger_signal_type="hold"),
         _signal("AAA", day(0), heuristic_signal_type="buy", ml_signal_type="hold",
                 challenger_signal_type="strong_sell"),
     ])
-    out = shadow_outcomes(signals, _shadow_prices(), as_of=day(6), horizon_days=2)
+    out = shadow_outcomes(signals, _shadow_prices(), as_of=day(6), horizon_days=3)
     assert list(out.columns) == SHADOW_OUTCOME_COLUMNS
     first = out.set_index("signal_id").loc["2024-03-01:AAA"]  # entry day 1 open 100, exit day 4 close 80
     assert (first["entry_date"], first["exit_date"]) == (day(1), day(4))
     assert first["return_pct"] == pytest.approx(-20.0)
     assert (first["heuristic_outcome"], first["ml_outcome"], first["challenger_outcome"]) == ("loss", None, "win")
     second = out.set_index("signal_id").loc["2024-03-02:AAA"]  # entry day 2 open 50, exit day 5 close 40
-    assert (second["entry_date"], second["exit_date"], second["horizon_days"]) == (day(2), day(5), 2)
+    assert (second["entry_date"], second["exit_date"], second["horizon_days"]) == (day(2), day(5), 3)
     assert second["return_pct"] == pytest.approx(-20.0)
     assert second["spy_return_pct"] == pytest.approx(5.0)
     assert (second["heuristic_outcome"], second["ml_outcome"], second["challenger_outcome"]) == (
@@ -140,12 +140,12 @@ def test_shadow_outcomes_wait_for_the_horizon_and_ignore_later_prices():
     signals = pd.DataFrame([_signal("AAA", day(1)), _signal("BBB", day(1)),
                             _signal("AAA", day(2), heuristic_signal_type="hold")])
     prices = _shadow_prices()
-    assert shadow_outcomes(signals, prices, as_of=day(4), horizon_days=2).empty  # exit is day 5
-    resolved = shadow_outcomes(signals, prices, as_of=day(5), horizon_days=2)
+    assert shadow_outcomes(signals, prices, as_of=day(4), horizon_days=3).empty  # exit is day 5
+    resolved = shadow_outcomes(signals, prices, as_of=day(5), horizon_days=3)
     assert list(resolved["signal_id"]) == ["2024-03-02:AAA"]  # BBB has no prices; hold makes no call
     assert resolved["challenger_outcome"].isna().all() and resolved["challenger_signal_type"].isna().all()
     later = shadow_outcomes(signals, prices.assign(adj_close=prices["adj_close"].where(
-        prices["date"] <= day(5), 1e6)), as_of=day(5), horizon_days=2)
+        prices["date"] <= day(5), 1e6)), as_of=day(5), horizon_days=3)
     pd.testing.assert_frame_equal(resolved, later)
 
 
@@ -185,7 +185,7 @@ def _random_market(seed=0, n_tickers=8, n_days=70):
 def test_executor_outcome_and_shadow_rows_are_accepted_by_the_schema(engine):
     from feedback_loop.lib.store import db
 
-    policy = PortfolioPolicy(base_position_frac=0.3, max_position_frac=0.4, max_hold_days=20)
+    policy = PortfolioPolicy(base_position_frac=0.3, max_position_frac=0.4, exit_policy="atr_stop")
     dates, prices, signals = _random_market()
     state, acted = PortfolioState.initial(policy), []
     for previous, today in itertools.pairwise(dates):
@@ -202,7 +202,7 @@ def test_executor_outcome_and_shadow_rows_are_accepted_by_the_schema(engine):
     assert {"stop_loss", "timeout"} <= set(state.positions["exit_reason"].dropna())
 
     outcomes = outcomes_from_positions(state.positions, signals, prices)
-    shadows = shadow_outcomes(signals, prices, dates[-1], policy.shadow_horizon_days)
+    shadows = shadow_outcomes(signals, prices, dates[-1], policy.hold_days)
     assert len(shadows) > 0 and len(outcomes) > 0
     with engine.begin() as conn:
         db.upsert_frame(conn, "trading_signals", signals, ["signal_id"])

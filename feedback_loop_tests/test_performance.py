@@ -10,6 +10,7 @@ from feedback_loop.lib.portfolio.performance import (
     CALIBRATION_COLUMNS,
     calibration_png,
     equity_curve_png,
+    exit_reason_shares,
     portfolio_metrics,
     win_rate_by_confidence,
 )
@@ -110,3 +111,12 @@ def test_plots_are_png():
     assert equity_curve_png(curves, spy()).startswith(PNG_MAGIC)
     buckets = win_rate_by_confidence(outcomes([("win", 1.0, 0, 0.8), ("loss", -1.0, 0, 0.9)]))
     assert calibration_png(buckets).startswith(PNG_MAGIC)
+
+
+def test_exit_reason_shares_of_resolved_trades_only():
+    trades = outcomes([("win", 3.0, 1.0, 0.8), ("loss", -4.0, -5.0, 0.8), ("loss", -2.0, -1.0, 0.9),
+                       ("breakeven", 0.1, 0.0, 0.9), ("open", None, None, 0.9)])
+    trades["exit_reason"] = ["timeout", "stop_loss", "stop_loss", "sell_signal", None]
+    shares = exit_reason_shares(trades)
+    assert shares == {"timeout": 0.25, "trailing_stop": 0.0, "stop_loss": 0.5, "sell_signal": 0.25, "manual": 0.0}
+    assert set(exit_reason_shares(NO_TRADES).values()) == {None}

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from feedback_loop.lib import frames
-from feedback_loop.lib.policy import PortfolioPolicy
+from feedback_loop.lib.policy import HOLD_DAYS, PortfolioPolicy
 from feedback_loop.lib.portfolio.paper import (
     POSITION_COLUMNS,
     PortfolioState,
@@ -14,7 +14,7 @@ from feedback_loop.lib.portfolio.paper import (
     step_portfolio,
     stop_loss_price,
 )
-from feedback_loop.lib.vocab import ExitReason, PositionStatus, SignalStatus
+from feedback_loop.lib.vocab import ExitPolicy, ExitReason, PositionStatus, SignalStatus
 
 POLICY = PortfolioPolicy()
 START = pd.Timestamp("2024-01-01")
@@ -260,49 +260,92 @@ def run(path, entry_day=21, policy=POLICY, **bars_kwargs):
     return state.positions.iloc[0], state
 
 
-def test_timeout_at_max_hold_calendar_days():
-    position, _ = run([100.0] * 60)  # entry day(21), last close day(80): held 59 days
+TRAILING = dataclasses.replace(POLICY, exit_policy=ExitPolicy.TRAILING_STOP)
+ATR = dataclasses.replace(POLICY, exit_policy=ExitPolicy.ATR_STOP)
+HOLD_NONE = dataclasses.replace(POLICY, exit_policy=ExitPolicy.NONE)
+
+
+def test_default_exit_policy_is_the_timeout_at_the_label_horizon():
+    assert (POLICY.exit_policy, POLICY.hold_days) == (ExitPolicy.TIMEOUT, HOLD_DAYS)
+    assert POLICY.exit_rules() == (ExitReason.TIMEOUT,)
+    assert POLICY.describe_exits() == "timeout: timeout at the close of trading day 20; a sell signal closes at the open"
+
+
+def test_timeout_at_the_close_of_the_hold_days_th_trading_day_counting_the_entry_day():
+    position, _ = run([100.0] * 19)  # entry day(21) is trading day 1; day(39) is day 19
     assert position["status"] == PositionStatus.OPEN
-    position, _ = run([100.0] * 61)
+    position, _ = run([100.0] * 20)
     assert (position["exit_reason"], position["exit_date"], position["exit_price"]) == (
-        ExitReason.TIMEOUT, day(81), 100.0)
+        ExitReason.TIMEOUT, day(40), 100.0)
+    one_day = dataclasses.replace(POLICY, hold_days=1)
+    position, _ = run([103.0], policy=one_day)  # exits at the entry day's own close
+    assert (position["exit_reason"], position["exit_date"], position["exit_price"]) == (
+        ExitReason.TIMEOUT, day(21), 103.0)
+
+
+#: From entry (day 21, stop 97): below the ATR stop on day 22, a new high on day 23, 110 (< 150 × 0.8) on day 24.
+PATH = [100.0, 96.0, 150.0, 110.0] + [110.0] * 21
+
+
+@pytest.mark.parametrize(("policy", "reason", "exit_day"), [
+    (POLICY, ExitReason.TIMEOUT, 40),
+    (TRAILING, ExitReason.TRAILING_STOP, 24),
+    (ATR, ExitReason.STOP_LOSS, 22),
+    (HOLD_NONE, None, None),
+])
+def test_each_exit_policy_applies_exactly_its_rules(policy, reason, exit_day):
+    position, _ = run(PATH, policy=policy)
+    if reason is None:  # none: 25 trading days below the stop, below the trailing stop and past the timeout
+        assert position["status"] == PositionStatus.OPEN and position["exit_reason"] is None
+    else:
+        assert (position["exit_reason"], position["exit_date"]) == (reason, day(exit_day))
+
+
+@pytest.mark.parametrize("policy", [POLICY, TRAILING, ATR, HOLD_NONE])
+def test_a_sell_signal_closes_the_long_under_every_exit_policy(policy):
+    prices = bars("AAA", [100.0] * 30)
+    state, _ = step_portfolio(PortfolioState.initial(policy), day(21), signals(signal("AAA", day(20))), prices, policy)
+    state, _ = step_portfolio(state, day(22), signals(signal("AAA", day(21), "sell")), prices, policy)
+    assert (state.positions.at[0, "exit_reason"], state.positions.at[0, "exit_date"]) == (
+        ExitReason.SELL_SIGNAL, day(22))
 
 
 def test_trailing_stop_below_highest_close():
-    position, _ = run([100.0, 150.0, 125.0, 120.0])  # 120 is not below 150 × 0.8
+    position, _ = run([100.0, 150.0, 125.0, 120.0], policy=TRAILING)  # 120 is not below 150 × 0.8
     assert position["status"] == PositionStatus.OPEN and position["highest_close"] == 150.0
-    position, _ = run([100.0, 150.0, 125.0, 119.99])
+    position, _ = run([100.0, 150.0, 125.0, 119.99], policy=TRAILING)
     assert (position["exit_reason"], position["exit_price"], position["exit_date"]) == (
         ExitReason.TRAILING_STOP, 119.99, day(24))
 
 
 def test_stop_loss_below_the_entry_stop():
-    position, _ = run([100.0, 97.0])
+    position, _ = run([100.0, 97.0], policy=ATR)
     assert position["status"] == PositionStatus.OPEN
-    position, _ = run([100.0, 96.99])
+    position, _ = run([100.0, 96.99], policy=ATR)
     assert (position["exit_reason"], position["exit_price"]) == (ExitReason.STOP_LOSS, 96.99)
+    position, _ = run([100.0, 96.99])  # the timeout policy records the stop but never checks it
+    assert position["status"] == PositionStatus.OPEN and position["stop_loss_price"] == pytest.approx(97.0)
 
 
-def test_exit_check_order_timeout_then_trailing_then_stop_loss():
-    position, _ = run([100.0] + [150.0] * 59 + [90.0])  # day 60: timeout, trailing and stop all hit
-    assert position["exit_reason"] == ExitReason.TIMEOUT
-    position, _ = run([100.0, 130.0, 90.0])  # trailing (90 < 104) and stop loss (90 < 97)
-    assert position["exit_reason"] == ExitReason.TRAILING_STOP
+def test_the_timeout_comes_before_a_stop_hit_on_the_same_close():
+    position, _ = run([100.0] + [150.0] * 18 + [90.0], policy=ATR)  # day 40: timeout and stop loss
+    assert (position["exit_reason"], position["exit_date"]) == (ExitReason.TIMEOUT, day(40))
+    position, _ = run([100.0] + [150.0] * 18 + [90.0], policy=TRAILING)  # timeout and trailing stop
+    assert (position["exit_reason"], position["exit_date"]) == (ExitReason.TIMEOUT, day(40))
 
 
-def test_missing_price_keeps_the_position_open():
-    closes = [100.0] * 21 + [100.0] * 61 + [100.0]
-    prices = bars("AAA", closes)
-    prices = prices[prices["date"] != day(81)]  # the timeout day has no price
+def test_missing_price_keeps_the_position_open_and_trading_days_are_the_tickers_bars():
+    prices = bars("AAA", [100.0] * 45)
+    prices = prices[prices["date"] != day(40)]  # the 20th trading day has no price
     state, _ = step_portfolio(PortfolioState.initial(POLICY), day(21), signals(signal("AAA", day(20))),
                               prices, POLICY)
-    for n in range(22, 82):
+    for n in range(22, 41):
         state, _ = step_portfolio(state, day(n), NO_SIGNALS, prices, POLICY)
     assert state.positions.at[0, "status"] == PositionStatus.OPEN
     assert state.equity["invested_usd"].iloc[-1] == pytest.approx(state.positions.at[0, "quantity"] * 100.0)
-    state, _ = step_portfolio(state, day(82), NO_SIGNALS, prices, POLICY)
+    state, _ = step_portfolio(state, day(41), NO_SIGNALS, prices, POLICY)  # its 20th bar
     assert (state.positions.at[0, "exit_reason"], state.positions.at[0, "exit_date"]) == (
-        ExitReason.TIMEOUT, day(82))
+        ExitReason.TIMEOUT, day(41))
 
 
 def test_equity_curve_marks_cash_plus_positions():

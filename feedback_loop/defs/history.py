@@ -146,7 +146,7 @@ class Recorder:
             if retrain.request.as_of < day:  # scheduled retrains run before the day's loop
                 yield from self.retrain(retrain)
         yield _materialization("portfolio_positions", loop_defs.positions_metadata(
-            state.portfolio, record.updates, day, self.policy.trading_mode), day)
+            state.portfolio, record.updates, day, self.policy), day)
         yield from _check_evaluations("portfolio_positions", portfolio_checks.portfolio_positions_checks(
             state.portfolio, record.queued if record.queued is not None else pd.DataFrame(), day), day)
         outcomes = state.all_outcomes()  # every outcome closed so far, built once for the day

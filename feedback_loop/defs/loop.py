@@ -126,7 +126,8 @@ def signals_metadata(signals: pd.DataFrame, *, blend_weight: float, serving_path
 
 
 def positions_metadata(state: PortfolioState, updates: pd.DataFrame | None, day: pd.Timestamp,
-                       trading_mode: str) -> dict:
+                       policy: PortfolioPolicy) -> dict:
+    trading_mode = policy.trading_mode
     positions = state.positions
     today = state.equity.iloc[-1]
     fills = (updates.merge(positions[["signal_id", "ticker"]], on="signal_id", how="left")
@@ -140,6 +141,7 @@ def positions_metadata(state: PortfolioState, updates: pd.DataFrame | None, day:
             "equity_usd": today["equity_usd"], "cash_usd": today["cash_usd"],
         }),
         "trading_mode": trading_mode,
+        "exit_policy": policy.describe_exits(),
         "fills": md.table(fills),
     }
     if trading_mode == TradingMode.LIVE.value:
@@ -303,10 +305,8 @@ def trading_signals(context: dg.AssetExecutionContext, database: DatabaseResourc
     deps=["market_prices", previous_day("portfolio_positions")], check_specs=checks.specs("portfolio_positions"),
     description=("Paper executor: signals queued at the previous close (trading_signals of the previous trading day, "
                  "read from Postgres: declaring that edge would close a cycle in the asset graph) fill at this day's "
-                 "open; exits (by default "
-                 f"timeout {DEFAULTS.max_hold_days}d, {DEFAULTS.trailing_stop_frac:.0%} trailing stop, "
-                 f"{DEFAULTS.atr_stop_multiple}×ATR stop loss) are checked at the close. Live mode goes to the broker only "
-                 "when explicitly enabled."),
+                 "open; the exits of the persisted exit policy are checked at the close (by default "
+                 f"{DEFAULTS.describe_exits()}). Live mode goes to the broker only when explicitly enabled."),
 )
 def portfolio_positions(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
     day = as_of_date(context)
@@ -336,7 +336,7 @@ def portfolio_positions(context: dg.AssetExecutionContext, database: DatabaseRes
     with engine.begin() as conn:
         loop_store.replace_portfolio_day(conn, day, previous, state, updates)
     return dg.MaterializeResult(
-        metadata={**positions_metadata(state, updates, day, policy.trading_mode), **live_orders},
+        metadata={**positions_metadata(state, updates, day, policy), **live_orders},
         check_results=checks.results(portfolio_checks.portfolio_positions_checks(state, queued, day)))
 
 
@@ -356,11 +356,11 @@ def signal_outcomes(context: dg.AssetExecutionContext, database: DatabaseResourc
         policy = read_policy(conn)
         closed = loop_store.positions_due_outcomes(conn, day)
         signals = loop_store.read_signals_by_id(conn, closed["signal_id"])
-        oldest, youngest = shadow_resolution_window(day, policy.shadow_horizon_days)
+        oldest, youngest = shadow_resolution_window(day, policy.hold_days)
         candidates = loop_store.unresolved_candidates(conn, oldest, youngest)
         prices = loop_store.outcome_prices(conn, day, closed, candidates, oldest)
         outcome_rows = outcomes.outcomes_from_positions(closed, signals, prices)
-        shadow = shadow_outcomes_of_candidates(candidates, prices, day, policy.shadow_horizon_days)
+        shadow = shadow_outcomes_of_candidates(candidates, prices, day, policy.hold_days)
         loop_store.write_outcomes(conn, outcome_rows)
         loop_store.write_shadow(conn, shadow)
         totals = loop_store.outcome_totals(conn, day)

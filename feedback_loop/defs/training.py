@@ -16,9 +16,10 @@ from feedback_loop.lib.models import registry
 from feedback_loop.lib.models import store as model_store
 from feedback_loop.lib.models.promotion import GATE_DESCRIPTION
 from feedback_loop.lib.plots import png_markdown
+from feedback_loop.lib.portfolio.broker import read_policy
 from feedback_loop.lib.store import db
 from feedback_loop.lib.training.artifact import ArtifactIntegrityError, artifact_sha256
-from feedback_loop.lib.training.config import TrainingConfig
+from feedback_loop.lib.training.config import TrainingConfig, training_config_for
 from feedback_loop.lib.training.labels import CHECK_DESCRIPTIONS, LabeledSet, training_set_checks
 from feedback_loop.lib.training.labels import blended_training_set as blend_sets
 from feedback_loop.lib.training.model import train_challenger
@@ -34,8 +35,9 @@ class TrainingRunConfig(dg.Config):
     trigger: str = "manual"
     num_classes: int = 5
 
-    def training_config(self) -> TrainingConfig:
-        return TrainingConfig(use_outcomes=self.use_outcomes, num_classes=self.num_classes)
+    def training_config(self, conn: sa.Connection) -> TrainingConfig:
+        """Labels over the persisted portfolio's hold_days (its exit timeout)."""
+        return training_config_for(read_policy(conn), use_outcomes=self.use_outcomes, num_classes=self.num_classes)
 
 
 def training_run_config(*, as_of: str = "", use_outcomes: bool, trigger: str) -> dg.RunConfig:
@@ -129,11 +131,12 @@ def promotion_metadata(promoted: bool, reason: str, new_metrics: dict, current_m
 @dg.asset(
     group_name="training", kinds={"python", "pandas"}, owners=OWNERS, deps=["disclosures", "market_prices"],
     description=("Feature rows (the one feature function) at each filing date, labeled by the forward return from the "
-                 "first trading day after filing over the horizon, in excess of SPY. Each row carries t0 and t1."),
+                 "first trading day after filing over the portfolio's hold_days (its exit timeout), in excess of SPY. "
+                 "Each row carries t0 and t1."),
 )
 def market_labeled_set(config: TrainingRunConfig, database: DatabaseResource) -> dg.Output[pd.DataFrame]:
-    training = config.training_config()
     with database.get_engine().connect() as conn:
+        training = config.training_config(conn)
         as_of = resolve_as_of(config, conn)
         labeled = training_flow.market_set(conn, as_of, training)
     return dg.Output(labeled.frame, metadata=labeled_metadata(labeled, as_of, with_classes=True))
@@ -145,8 +148,8 @@ def market_labeled_set(config: TrainingRunConfig, database: DatabaseResource) ->
                  "breakeven → hold. Rows that cannot be used are counted by reason, never dropped silently."),
 )
 def outcome_labeled_set(config: TrainingRunConfig, database: DatabaseResource) -> dg.Output[pd.DataFrame]:
-    training = config.training_config()
     with database.get_engine().connect() as conn:
+        training = config.training_config(conn)
         as_of = resolve_as_of(config, conn)
         labeled = training_flow.outcome_set(conn, as_of, training)
     return dg.Output(labeled.frame, metadata=labeled_metadata(labeled, as_of, with_classes=False))
@@ -161,8 +164,8 @@ def outcome_labeled_set(config: TrainingRunConfig, database: DatabaseResource) -
 )
 def blended_training_set(config: TrainingRunConfig, database: DatabaseResource,
                          market_labeled_set: pd.DataFrame, outcome_labeled_set: pd.DataFrame):
-    training = config.training_config()
     with database.get_engine().connect() as conn:
+        training = config.training_config(conn)
         as_of = resolve_as_of(config, conn)
     frame = blend_sets(LabeledSet(market_labeled_set), LabeledSet(outcome_labeled_set), training)
     yield dg.Output(frame, metadata=blended_metadata(frame, as_of, training.use_outcomes))
@@ -178,9 +181,9 @@ def blended_training_set(config: TrainingRunConfig, database: DatabaseResource,
 )
 def challenger_model(context: dg.AssetExecutionContext, config: TrainingRunConfig, database: DatabaseResource,
                      blended_training_set: pd.DataFrame):
-    training = config.training_config()
     engine = database.get_engine()
     with engine.connect() as conn:
+        training = config.training_config(conn)
         as_of = resolve_as_of(config, conn)
     model = train_challenger(blended_training_set, training, as_of, validate=True)
     with engine.begin() as conn:

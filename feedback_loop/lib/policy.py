@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from feedback_loop.lib.vocab import ExitPolicy, ExitReason
+
 # --- blend weight (ML share of the blended confidence) -------------------------------
 BLEND_WEIGHT_DEFAULT = 0.20
 BLEND_WEIGHT_MIN = 0.10
@@ -95,6 +97,27 @@ OUTCOME_WINDOW_DAYS = 90
 MIN_NEW_SAMPLES_FOR_RETRAIN = 20
 
 
+# --- exits --------------------------------------------------------------------------
+#: Trading days a position is held, counting the entry day: the timeout exits at the close of the
+#: HOLD_DAYS-th trading day after the fill at the open. The same value is the training label's
+#: horizon (`training.config.training_config_for`) and the shadow outcomes' horizon, so under the
+#: `timeout` policy a label is the return of the trade its row would have made.
+HOLD_DAYS = 20
+
+#: What each named exit policy checks at the close, in this order (the first that hits is the
+#: reason). Under every policy a sell-side signal for a held ticker closes it at the open (reason
+#: sell_signal). `none` holds until such a signal: nothing else closes a position.
+#: - timeout: the close of the hold_days-th trading day (the label's exit), nothing else;
+#: - trailing_stop: the timeout, and a close below the highest close since entry × (1 − trailing_stop_frac);
+#: - atr_stop: the timeout, and a close below the stop set at entry (entry − atr_stop_multiple × ATR).
+EXIT_RULES: dict[ExitPolicy, tuple[ExitReason, ...]] = {
+    ExitPolicy.TIMEOUT: (ExitReason.TIMEOUT,),
+    ExitPolicy.TRAILING_STOP: (ExitReason.TIMEOUT, ExitReason.TRAILING_STOP),
+    ExitPolicy.ATR_STOP: (ExitReason.TIMEOUT, ExitReason.STOP_LOSS),
+    ExitPolicy.NONE: (),
+}
+
+
 @dataclass(frozen=True)
 class PortfolioPolicy:
     """Signal thresholds and paper-portfolio rules; persisted in reference_portfolio_config."""
@@ -104,7 +127,9 @@ class PortfolioPolicy:
     risk_check_confidence: float = 0.70
     risk_check_open_positions: int = 15
     max_open_positions: int = 30
-    max_hold_days: int = 60
+    #: The named exit policy (EXIT_RULES); its timeout is hold_days.
+    exit_policy: str = ExitPolicy.TIMEOUT.value
+    hold_days: int = HOLD_DAYS
     trailing_stop_frac: float = 0.20
     atr_stop_multiple: float = 1.5
     atr_window_days: int = 20
@@ -112,10 +137,22 @@ class PortfolioPolicy:
     initial_capital: float = 100_000.0
     base_position_frac: float = 0.02
     max_position_frac: float = 0.05
-    #: Shadow outcomes: realized return of every signal over this many trading days.
-    shadow_horizon_days: int = 20
     ml_blend_weight: float = BLEND_WEIGHT_DEFAULT
     trading_mode: str = "paper"
+
+    def exit_rules(self) -> tuple[ExitReason, ...]:
+        """The exits checked at the close under this policy, in order."""
+        return EXIT_RULES[ExitPolicy(self.exit_policy)]
+
+    def describe_exits(self) -> str:
+        """One line for metadata and reports: the policy's name and exactly what it checks."""
+        parts = {
+            ExitReason.TIMEOUT: f"timeout at the close of trading day {self.hold_days}",
+            ExitReason.TRAILING_STOP: f"{self.trailing_stop_frac:.0%} trailing stop",
+            ExitReason.STOP_LOSS: f"{self.atr_stop_multiple}×ATR({self.atr_window_days}) stop loss",
+        }
+        checks = ", ".join(parts[rule] for rule in self.exit_rules()) or "no exit at the close"
+        return f"{self.exit_policy}: {checks}; a sell signal closes at the open"
 
 
 # --- bench scale (the smallest and largest synthetic data a bench is meaningful on) --------

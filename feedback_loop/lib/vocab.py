@@ -112,6 +112,15 @@ class ExitReason(StrEnum):
     MANUAL = "manual"
 
 
+class ExitPolicy(StrEnum):
+    """The named exit policies of the paper portfolio (lib/policy.EXIT_RULES says what each checks)."""
+
+    TIMEOUT = "timeout"
+    TRAILING_STOP = "trailing_stop"
+    ATR_STOP = "atr_stop"
+    NONE = "none"
+
+
 class Outcome(StrEnum):
     WIN = "win"
     LOSS = "loss"

@@ -44,7 +44,11 @@ from feedback_loop.lib.portfolio.shadow import (
 from feedback_loop.lib.signals.features import FEATURE_NAMES, compute_ticker_features
 from feedback_loop.lib.signals.heuristic import score_heuristic
 from feedback_loop.lib.signals.trading import build_signals
-from feedback_loop.lib.training.config import TrainingConfig
+from feedback_loop.lib.training.config import (
+    TrainingConfig,
+    check_label_matches_exits,
+    training_config_for,
+)
 from feedback_loop.lib.training.labels import (
     blended_training_set,
     market_labeled_set,
@@ -211,7 +215,8 @@ class LoopEngine:
         self.data = data
         self.arm = arm
         self.policy = portfolio_policy or P.PortfolioPolicy()
-        self.config = training_config or TrainingConfig()
+        self.config = training_config or training_config_for(self.policy)
+        check_label_matches_exits(self.config, self.policy)
         self.days = trading_days_between(data.prices, start, end)
         if len(self.days) == 0:
             raise ValueError(f"no SPY trading days between {start} and {end}")
@@ -313,7 +318,7 @@ class LoopEngine:
         candidates = self.state.candidates
         if not len(candidates):
             return
-        horizon = self.policy.shadow_horizon_days
+        horizon = self.policy.hold_days
         oldest, youngest = shadow_resolution_window(day, horizon)
         window = candidates[(candidates["as_of"] > oldest) & (candidates["as_of"] <= youngest)]
         # Set lookups: `isin` would turn the ever-growing set into an array every day.

@@ -9,6 +9,7 @@ writes into its own Postgres schemas (`replay_<id>_<arm>`), never the operating 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +29,11 @@ from feedback_loop.lib.loop.engine import (
     trading_days_between,
 )
 from feedback_loop.lib.loop.history import persist_history
+from feedback_loop.lib.policy import PortfolioPolicy
+from feedback_loop.lib.portfolio.broker import write_policy
 from feedback_loop.lib.store import db
-from feedback_loop.lib.training.config import TrainingConfig
+from feedback_loop.lib.training.config import TrainingConfig, training_config_for
+from feedback_loop.lib.vocab import ExitPolicy
 
 #: Price history kept before the replay start: the training lookback, the feature window and label horizons.
 HISTORY_BEFORE_START_DAYS = 365 + 90 + 60
@@ -100,31 +104,56 @@ def load_inputs(start, end, *, disclosure_files: Sequence[Path] = (), legislator
 
 def run_arms(inputs: ReplayInputs, start, end, *, arms: Sequence[ArmConfig] = ARMS,
              progress: Callable[[str, int], Callable[[pd.Timestamp, dict], None]] | None = None,
-             training_config: TrainingConfig | None = None) -> dict[str, LoopState]:
-    """Run every arm on the same data and feature panel; `progress(arm, days)` returns a per-day callback."""
-    config = training_config or TrainingConfig()
-    days = trading_days_between(inputs.data.prices, start, end)
-    if len(days) == 0:
-        raise ValueError(f"no trading days with {MARKET_TICKER} prices between {start} and {end}")
-    panel = FeaturePanel.build(inputs.data, days, config, window_days=90)
+             training_config: TrainingConfig | None = None,
+             portfolio_policy: PortfolioPolicy | None = None,
+             panel: FeaturePanel | None = None) -> dict[str, LoopState]:
+    """Run every arm on the same data and feature panel (built here unless given: `feature_panel`);
+    `progress(arm, days)` returns a per-day callback."""
+    policy = portfolio_policy or PortfolioPolicy()
+    config = training_config or training_config_for(policy)
+    panel = panel or feature_panel(inputs, start, end, config)
     states = {}
     for arm in arms:
         # Without fold validation (it only adds fold metrics to the model records; decisions are the same).
-        engine = LoopEngine(inputs.data, arm, start=start, end=end, training_config=config, panel=panel,
-                            validate_models=False)
+        engine = LoopEngine(inputs.data, arm, start=start, end=end, portfolio_policy=policy,
+                            training_config=config, panel=panel, validate_models=False)
         states[arm.name] = engine.run(progress(arm.name, len(engine.days)) if progress else None)
     return states
 
 
+def feature_panel(inputs: ReplayInputs, start, end, config: TrainingConfig) -> FeaturePanel:
+    """The causal feature panel of a replay over [start, end] (90-day feature window)."""
+    days = trading_days_between(inputs.data.prices, start, end)
+    if len(days) == 0:
+        raise ValueError(f"no trading days with {MARKET_TICKER} prices between {start} and {end}")
+    return FeaturePanel.build(inputs.data, days, config, window_days=90)
+
+
+def compare_exit_policies(inputs: ReplayInputs, start, end, exit_policies: Sequence[str], *,
+                          arms: Sequence[ArmConfig] = ARMS,
+                          progress: Callable[[str, int], Callable[[pd.Timestamp, dict], None]] | None = None,
+                          ) -> dict[str, dict[str, LoopState]]:
+    """exit policy → arm → final state: the same arms on the same data and feature panel under each
+    named exit policy (every other rule as PortfolioPolicy()); the label horizon is hold_days throughout."""
+    policies = {name: dataclasses.replace(PortfolioPolicy(), exit_policy=ExitPolicy(name).value)
+                for name in exit_policies}
+    panel = feature_panel(inputs, start, end, training_config_for(PortfolioPolicy()))
+    return {name: run_arms(inputs, start, end, arms=arms, portfolio_policy=policy, panel=panel,
+                           progress=(lambda arm, days, name=name: progress(f"{name}/{arm}", days)) if progress else None)
+            for name, policy in policies.items()}
+
+
 def persist_replay(url: str, replay_id: str, inputs: ReplayInputs, states: dict[str, LoopState],
-                   artifact_root: Path) -> list[str]:
-    """Write each arm into its own schema `replay_<id>_<arm>` (ingested data included); return the schemas."""
+                   artifact_root: Path, policy: PortfolioPolicy | None = None) -> list[str]:
+    """Write each arm into its own schema `replay_<id>_<arm>` (ingested data and the portfolio policy it
+    ran under included); return the schemas."""
     schemas = []
     for name, state in states.items():
         schema = f"replay_{replay_id}_{name}"
         engine = db.schema_engine(url, schema)
         db.migrate(engine)
         with engine.begin() as conn:
+            write_policy(conn, policy or PortfolioPolicy())
             ingest.write_batch(conn, inputs.batch)
             ingest.write_prices(conn, inputs.data.prices)
             ingest.write_sectors(conn, inputs.data.sectors)

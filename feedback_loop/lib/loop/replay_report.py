@@ -36,9 +36,11 @@ from matplotlib.figure import Figure
 from feedback_loop.lib import policy
 from feedback_loop.lib.frames import MARKET_TICKER
 from feedback_loop.lib.loop.engine import CLOSED_LOOP_ARM, HEURISTIC_ARM, LoopState
+from feedback_loop.lib.policy import PortfolioPolicy
 from feedback_loop.lib.portfolio.paper import adjusted_ohlc
 from feedback_loop.lib.portfolio.performance import (
     equity_metrics,
+    exit_reason_shares,
     portfolio_metrics,
     win_rate_by_confidence,
 )
@@ -52,6 +54,7 @@ ARM_METRIC_KEYS = (
     "avg_return_pct", "avg_excess_return_pct", "profit_factor", "days", "sharpe", "sortino",
     "max_drawdown_frac", "total_return_pct", "spy_return_pct", "excess_return_pct",
     "final_equity_usd", "open_positions_at_end", "win_rate_rises_with_confidence", "calibration",
+    "exit_reason_shares",
 )
 SPY_METRIC_KEYS = ("days", "total_return_pct", "sharpe", "sortino", "max_drawdown_frac")
 #: Holdout metrics of each trained model, over time.
@@ -148,7 +151,26 @@ def arm_metrics(state: LoopState, prices: pd.DataFrame, spy_return_pct: float) -
         "open_positions_at_end": len(state.portfolio.open_positions()),
         "win_rate_rises_with_confidence": calibration["win_rate_rises_with_confidence"],
         "calibration": calibration,
+        "exit_reason_shares": exit_reason_shares(outcomes),
     }
+
+
+#: The columns of `exit_policy_table`, one row per (exit policy, arm).
+EXIT_POLICY_COLUMNS = ("exit_policy", "arm", "trades", "win_rate", "avg_return_pct", "avg_excess_return_pct",
+                       "stop_loss", "trailing_stop", "timeout", "sell_signal", "sharpe", "max_drawdown_frac",
+                       "total_return_pct", "open_positions_at_end")
+
+
+def exit_policy_table(results: dict[str, dict[str, LoopState]], prices: pd.DataFrame, start, end) -> pd.DataFrame:
+    """EXIT_POLICY_COLUMNS of `replay.compare_exit_policies` results: each arm's `arm_metrics`, with the
+    share of its closed trades by exit reason."""
+    spy = spy_buy_and_hold_metrics(prices, start, end)["total_return_pct"]
+    rows = []
+    for name, states in results.items():
+        for arm, state in states.items():
+            m = arm_metrics(state, prices, spy)
+            rows.append({"exit_policy": name, "arm": arm, **m, **m["exit_reason_shares"]})
+    return pd.DataFrame(rows, columns=list(EXIT_POLICY_COLUMNS))
 
 
 # ---------------------------------------------------------------- models
@@ -248,18 +270,23 @@ def verdict(arms: dict, spy: dict, closed_loop: str = CLOSED_LOOP_ARM.name,
 
 
 def build_report(states: dict[str, LoopState], prices: pd.DataFrame, *, start, end,
-                 data_description: dict) -> dict:
-    """The JSON-safe report of a replay whose arms (name → final state) ran over [start, end].
+                 data_description: dict, policy: PortfolioPolicy | None = None) -> dict:
+    """The JSON-safe report of a replay whose arms (name → final state) ran over [start, end]
+    under the portfolio `policy` (default PortfolioPolicy()).
 
-    Keys: period, data, arms (name → ARM_METRIC_KEYS), spy_buy_and_hold (SPY_METRIC_KEYS),
-    models (name → `model_section`, arms with models only), verdict.
+    Keys: period, data, exit_policy (its name, hold_days and `describe_exits`), arms (name →
+    ARM_METRIC_KEYS), spy_buy_and_hold (SPY_METRIC_KEYS), models (name → `model_section`,
+    arms with models only), verdict.
     """
+    policy = policy or PortfolioPolicy()
     start, end = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
     spy = spy_buy_and_hold_metrics(prices, start, end)
     arms = {name: arm_metrics(state, prices, spy["total_return_pct"]) for name, state in states.items()}
     return _json_safe({
         "period": {"start": start, "end": end, "trading_days": spy["days"]},
         "data": data_description,
+        "exit_policy": {"name": policy.exit_policy, "hold_days": policy.hold_days,
+                        "rules": policy.describe_exits()},
         "arms": arms,
         SPY_ENTRY: spy,
         "models": {name: model_section(state, start) for name, state in states.items() if state.models},
@@ -448,6 +475,8 @@ def report_markdown(report: dict, plots: list[str]) -> str:
     lines = [f"# Replay report {period['start']} – {period['end']}", "",
              f"{period['trading_days']} trading days; arms: {', '.join(arms)}.", ""]
     lines += [f"- {key}: {value}" for key, value in report["data"].items()] + [""]
+    lines += [(f"Exit policy: {report['exit_policy']['rules']} (the training label's horizon is the same "
+              f"{report['exit_policy']['hold_days']} trading days)."), ""]
     lines += ["## Verdict", "", *_verdict_sentences(report["verdict"]), ""]
     lines += ["## Arms", "",
               ("Win rate and breakeven share in %, returns in percent points, max drawdown in % of the "
@@ -456,6 +485,10 @@ def report_markdown(report: dict, plots: list[str]) -> str:
     lines += _table(["arm", "trades", "win rate %", "breakeven %", "avg return/trade %",
                      "avg excess/trade %", "Sharpe", "Sortino", "max DD %", "profit factor",
                      "total return %", "excess vs SPY %"], _arm_rows(arms, spy))
+    reasons = list(next(iter(arms.values()))["exit_reason_shares"]) if arms else []
+    lines += ["Share of each arm's closed trades by exit reason, in %:", ""]
+    lines += _table(["arm", *reasons], [[name, *(_fmt(m["exit_reason_shares"][r], 1, 100) for r in reasons)]
+                                        for name, m in arms.items()])
     lines += [f"![equity curves]({EQUITY_PNG})", "", "## Win rate by confidence", ""]
     for name, m in arms.items():
         c = m["calibration"]

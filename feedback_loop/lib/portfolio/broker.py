@@ -115,6 +115,13 @@ def read_policy(conn: sa.Connection) -> PortfolioPolicy:
     return PortfolioPolicy(**row)
 
 
+def write_policy(conn: sa.Connection, policy: PortfolioPolicy) -> None:
+    """Persist every field of `policy` but the trading mode, which only `switch_trading_mode` changes."""
+    fields = [f.name for f in dataclasses.fields(PortfolioPolicy) if f.name != "trading_mode"]
+    conn.execute(sa.text(f"UPDATE reference_portfolio_config SET {', '.join(f'{n} = :{n}' for n in fields)}, "
+                         "updated_at = now()"), {n: getattr(policy, n) for n in fields})
+
+
 def switch_trading_mode(
     conn: sa.Connection,
     new_mode: str,

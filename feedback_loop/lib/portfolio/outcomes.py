@@ -96,8 +96,9 @@ def shadow_outcomes(signals: pd.DataFrame, prices: pd.DataFrame, as_of, horizon_
     """SHADOW_OUTCOME_COLUMNS for every signal whose horizon resolved by `as_of`.
 
     Entry at the adjusted open of the ticker's first trading day after the signal's as_of,
-    exit at the adjusted close `horizon_days` of the ticker's trading days after entry
-    (trading days = the dates the ticker has prices). A signal is scored by each side that
+    exit at the adjusted close of the ticker's `horizon_days`-th trading day counting the entry
+    day (trading days = the dates the ticker has prices): the trade the paper portfolio makes
+    under the timeout exit policy, and the exit day of the training label. A signal is scored by each side that
     has a direction: a sell call wins when the price falls. Signals whose heuristic says
     hold make no call to compare and get no row; signals without enough prices stay
     unresolved (no row). Challenger columns are filled when `signals` has
@@ -120,7 +121,7 @@ def shadow_outcomes(signals: pd.DataFrame, prices: pd.DataFrame, as_of, horizon_
         left_on="as_of", right_on="date", by="ticker",
         direction="forward", allow_exact_matches=False,
     ).rename(columns={"date": "entry_date", "adj_open": "entry_price"})
-    entries["exit_day"] = entries["trading_day"] + horizon_days
+    entries["exit_day"] = entries["trading_day"] + horizon_days - 1
     exits = adjusted[["ticker", "trading_day", "date", "adj_close"]].rename(
         columns={"trading_day": "exit_day", "date": "exit_date", "adj_close": "exit_price"})
     resolved = entries.dropna(subset=["entry_date"]).astype({"exit_day": "int64"}).merge(

@@ -6,7 +6,10 @@
     sell-side signals first (they close longs and free cash and slots; never shorts),
     then buy-side signals by descending confidence (ties by signal_id);
 (b) at as_of's adjusted close every open position updates its highest close and is
-    checked for exits in the order timeout → trailing stop → stop loss;
+    checked for the exits of its exit policy (`policy.exit_rules()`, in that order): the
+    timeout on the close of the hold_days-th trading day counting the entry day (trading days
+    are the ticker's bars: the entry day's bar is the first), the trailing stop (close below
+    highest close × (1 − trailing_stop_frac)), the stop loss (close below the stop set at entry);
 (c) the equity curve gets the row for as_of.
 
 Sizing: size_usd = equity_usd × base_position_frac × confidence / min_queue_confidence,
@@ -15,10 +18,10 @@ capped at max_position_frac × equity_usd and at the cash available at that mome
 equity marked at the previous close (initial capital on the first day). Quantities are
 fractional shares (quantity = size_usd / fill price).
 
-Stop loss at entry: entry − atr_stop_multiple × ATR, ATR being the simple mean of the
-atr_window_days true ranges before the entry date (needs atr_window_days + 1 adjusted bars,
-each true range using the previous adjusted close); without them the stop is
-entry × (1 − fallback_stop_frac).
+Stop loss at entry (recorded under every policy, checked only under atr_stop): entry −
+atr_stop_multiple × ATR, ATR being the simple mean of the atr_window_days true ranges before
+the entry date (needs atr_window_days + 1 adjusted bars, each true range using the previous
+adjusted close); without them the stop is entry × (1 − fallback_stop_frac).
 
 Prices are adjusted throughout: adj_close for closes, open/high/low × adj_close / close.
 """
@@ -136,6 +139,14 @@ def stop_loss_price(history: pd.DataFrame, entry_price: float, policy: Portfolio
     return entry_price - policy.atr_stop_multiple * float(true_range.mean())
 
 
+def held_trading_days(positions: pd.DataFrame, bars: pd.DataFrame) -> pd.Series:
+    """Per position: the ticker's bars dated from its entry date through the last bar given (0 if none)."""
+    since_entry = positions[["ticker", "entry_date"]].rename_axis("position").reset_index().merge(
+        bars[["ticker", "date"]], on="ticker")
+    counted = since_entry[since_entry["date"] >= since_entry["entry_date"]].groupby("position").size()
+    return counted.reindex(positions.index, fill_value=0)
+
+
 def step_portfolio(
     state: PortfolioState,
     as_of,
@@ -230,24 +241,21 @@ def step_portfolio(
     if opened:
         positions = _typed_positions(pd.concat([positions, pd.DataFrame(opened)], ignore_index=True))
 
-    # (b) exits at the close: timeout, then trailing stop, then stop loss.
+    # (b) exits at the close: the policy's rules in their order.
     is_open = positions["status"] == PositionStatus.OPEN
     close = positions["ticker"].map(today["adj_close"]).where(is_open).astype("float64")
     priced = close.notna()
     positions.loc[priced, "highest_close"] = np.fmax(positions.loc[priced, "highest_close"], close[priced])
-    held_days = (as_of - positions["entry_date"]).dt.days
-    reason = pd.Series(
-        np.select(
-            [
-                held_days >= policy.max_hold_days,
-                close < positions["highest_close"] * (1.0 - policy.trailing_stop_frac),
-                close < positions["stop_loss_price"],
-            ],
-            [ExitReason.TIMEOUT.value, ExitReason.TRAILING_STOP.value, ExitReason.STOP_LOSS.value],
-            default="",
-        ),
-        index=positions.index,
-    )
+    rules = policy.exit_rules()
+    hits = {
+        ExitReason.TIMEOUT: lambda: held_trading_days(positions[is_open], bars) >= policy.hold_days,
+        ExitReason.TRAILING_STOP: lambda: close < positions["highest_close"] * (1.0 - policy.trailing_stop_frac),
+        ExitReason.STOP_LOSS: lambda: close < positions["stop_loss_price"],
+    }
+    reason = pd.Series("", index=positions.index, dtype=object)
+    for rule in reversed(rules):  # the first rule in order that hits is the reason
+        hit = hits[rule]().reindex(positions.index, fill_value=False)
+        reason[hit] = rule.value
     exiting = priced & (reason != "")
     cash_usd += float((positions.loc[exiting, "quantity"] * close[exiting]).sum())
     positions.loc[exiting, "status"] = PositionStatus.CLOSED.value

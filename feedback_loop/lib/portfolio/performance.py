@@ -22,7 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from feedback_loop.lib.frames import MARKET_TICKER
-from feedback_loop.lib.vocab import Outcome
+from feedback_loop.lib.vocab import ExitReason, Outcome
 
 TRADING_DAYS_PER_YEAR = 252
 CONFIDENCE_BINS = (0.65, 0.75, 0.80, 0.85, 0.90, 1.0)
@@ -104,6 +104,13 @@ def trade_metrics(outcomes: pd.DataFrame) -> dict:
         "avg_excess_return_pct": _number(resolved["excess_return_pct"].astype("float64").mean()) if trades else None,
         "profit_factor": _ratio(gross_gain_pct, gross_loss_pct),
     }
+
+
+def exit_reason_shares(outcomes: pd.DataFrame) -> dict[str, float | None]:
+    """Share of the resolved trades closed by each exit reason (every ExitReason; None without trades)."""
+    reasons = _resolved(outcomes).get("exit_reason", pd.Series(dtype=object))
+    counts = reasons.value_counts()
+    return {reason.value: _ratio(int(counts.get(reason.value, 0)), len(reasons)) for reason in ExitReason}
 
 
 def portfolio_metrics(equity: pd.DataFrame, outcomes: pd.DataFrame, prices: pd.DataFrame) -> dict:

@@ -10,21 +10,23 @@ import pandas as pd
 
 from feedback_loop.lib.portfolio import outcomes as outcomes_lib
 
-#: Candidates older than this (calendar days) are no longer retried for a shadow outcome: a
-#: 20-trading-day horizon resolves within about 30 days unless the ticker has no prices.
-SHADOW_RESOLUTION_WINDOW_DAYS = 60
+#: Candidates older than this many calendar days per trading day of the horizon are no longer
+#: retried for a shadow outcome (60 days for 20 trading days, which resolve within about 30
+#: unless the ticker has no prices).
+SHADOW_RETRY_DAYS_PER_TRADING_DAY = 3
 
 
 def shadow_resolution_window(day: pd.Timestamp, horizon_days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
     """(oldest, youngest): the candidates whose shadow outcome can resolve on `day` are dated after
     oldest and on or before youngest, and read no price dated on or before oldest.
 
-    A horizon of N trading days spans at least N * 7 / 5 calendar days, so younger candidates
-    cannot have resolved; candidates older than SHADOW_RESOLUTION_WINDOW_DAYS never will (no
-    prices for their ticker) and stop being retried.
+    The exit is the N-th trading day after the candidate's date (N = horizon_days, the entry day
+    being the first), at least N + 2 × (N // 5) calendar days later (a weekend per five trading
+    days), so younger candidates cannot have resolved; candidates older than
+    SHADOW_RETRY_DAYS_PER_TRADING_DAY × N never will (no prices for their ticker) and stop being retried.
     """
-    return (day - pd.Timedelta(days=SHADOW_RESOLUTION_WINDOW_DAYS),
-            day - pd.Timedelta(days=horizon_days * 7 // 5))
+    return (day - pd.Timedelta(days=SHADOW_RETRY_DAYS_PER_TRADING_DAY * horizon_days),
+            day - pd.Timedelta(days=horizon_days + 2 * (horizon_days // 5)))
 
 
 def candidate_calls(heuristic: pd.DataFrame, ml: pd.DataFrame | None, model_id: str | None,

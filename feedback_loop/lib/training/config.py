@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from feedback_loop.lib.policy import OUTCOME_WINDOW_DAYS
+from feedback_loop.lib.policy import HOLD_DAYS, OUTCOME_WINDOW_DAYS, PortfolioPolicy
 from feedback_loop.lib.vocab import SignalType
 
 #: The longest training lookback: ten years (leap days included).
@@ -54,8 +54,8 @@ class TrainingConfig(BaseModel):
 
     #: Calendar days of filings a training set reaches back; up to ten years of history.
     lookback_days: int = Field(default=365, ge=30, le=MAX_LOOKBACK_DAYS)
-    #: Trading days of the forward-return label.
-    horizon_days: int = Field(default=20, ge=1, le=120)
+    #: Trading days of the forward-return label: the portfolio's hold_days (`training_config_for`).
+    horizon_days: int = Field(default=HOLD_DAYS, ge=1, le=120)
     num_classes: Literal[3, 5] = 5
     threshold_pct: float = Field(default=2.0, gt=0.0)
     strong_threshold_pct: float = Field(default=5.0, gt=0.0)
@@ -119,3 +119,19 @@ class TrainingConfig(BaseModel):
     def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
         """Inverse of `to_dict`; fields an older dict lacks take their defaults."""
         return cls.model_validate(data)
+
+
+def training_config_for(policy: PortfolioPolicy, **knobs: Any) -> TrainingConfig:
+    """The TrainingConfig every driver trains with: its label horizon is the portfolio's hold_days
+    (the exit timeout and the shadow horizon), so the label is the return of the trade its row
+    would make under the timeout exit policy."""
+    if "horizon_days" in knobs:
+        raise ValueError("the label horizon is the portfolio's hold_days; set it in reference_portfolio_config")
+    return TrainingConfig(horizon_days=policy.hold_days, **knobs)
+
+
+def check_label_matches_exits(config: TrainingConfig, policy: PortfolioPolicy) -> None:
+    """ValueError when a training config's label horizon is not the portfolio's hold_days."""
+    if config.horizon_days != policy.hold_days:
+        raise ValueError(f"label horizon {config.horizon_days} trading days != the portfolio's hold_days "
+                         f"{policy.hold_days}: build the config with training_config_for(policy)")
