@@ -28,11 +28,12 @@ from feedback_loop.lib.loop.engine import (
     trading_days_between,
 )
 from feedback_loop.lib.loop.history import persist_history
+from feedback_loop.lib.signals.features import FEATURE_HISTORY_DAYS
 from feedback_loop.lib.store import db
 from feedback_loop.lib.training.config import TrainingConfig
 
-#: Price history kept before the replay start: the training lookback, the feature window and label horizons.
-HISTORY_BEFORE_START_DAYS = 365 + 90 + 60
+#: Price history kept before the replay start: the training lookback, the features' history and label horizons.
+HISTORY_BEFORE_START_DAYS = 365 + FEATURE_HISTORY_DAYS + 60
 
 
 @dataclass
