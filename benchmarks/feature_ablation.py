@@ -15,7 +15,10 @@ of the pooled out-of-sample rows with a percentile bootstrap 95% interval
 (`metrics.bootstrap_rows`), and the gain of a group is the paired bootstrap interval of
 AUC(all) - AUC(all without the group) on the same resampled rows. Beside it, the
 long-only view: the ROC AUC of the buy-side probability for "the excess return is above
-0" (`beats_spy_auc`), with its interval.
+0" (`beats_spy_auc`), with its interval. `member_record` is a signed expectation by
+definition, so it is also scored as it is, without a model, on the same rows: the check
+that the feature sees an edge when there is one (its value on a row uses only what was
+public on the row's filing date, so no fold is needed).
 
 Feature sets: `baseline` (the 14 features before issue 15), per group `<group> alone`,
 `baseline + <group>` (the group's features added), `all` and `all - <group>`.
@@ -37,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from feedback_loop.lib.signals.features import CANDIDATE_FEATURES, FEATURE_GROUPS, compute_ticker_features
 from feedback_loop.lib.training import metrics
@@ -129,6 +133,17 @@ def ablation(rows: pd.DataFrame, config: TrainingConfig, folds: int) -> dict:
                        "beats_spy_auc": float(beats_spy_auc(p, everything)[0]),
                        "beats_spy_ci": [float(low[1]), float(high[1])],
                        "rank_ic": float(metrics.skill_intervals(y, p, returns, config.classes())["rank_ic"])}
+    record = rows["member_record"].to_numpy()[tested]
+    known = np.isfinite(record)
+    scored = np.column_stack([-record[known], record[known]])
+    raw = metrics.bootstrap_rows(lambda idx: metrics.roc_auc_draws(beats_spy[known], scored, idx),
+                                 int(known.sum())).confidence_interval
+    member_record_score = {
+        "rows": int(known.sum()),
+        "beats_spy_auc": float(metrics.roc_auc_draws(beats_spy[known], scored, np.arange(known.sum())[None, :])[0]),
+        "beats_spy_ci": [float(raw.low), float(raw.high)],
+        "rank_ic": float(stats.spearmanr(record[known], returns[known]).statistic),
+    }
     gains = {}
     for group in FEATURE_GROUPS:
         with_group, without = proba["all"], proba[f"all - {group}"]
@@ -140,7 +155,7 @@ def ablation(rows: pd.DataFrame, config: TrainingConfig, folds: int) -> dict:
     return {"rows": len(rows), "tested_rows": len(y), "folds": [
         {"train_rows": len(train), "test_rows": len(test), "test_start": str(rows["t0"].iloc[test].min().date()),
          "test_end": str(rows["t0"].iloc[test].max().date())} for train, test in splits],
-        "skill": skill, "gains": gains}
+        "skill": skill, "gains": gains, "member_record_score": member_record_score}
 
 
 def markdown(result: dict) -> str:
@@ -150,6 +165,9 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} | {len(feature_sets()[name])} | {row['auc']:.3f} "
                      f"[{row['ci'][0]:.3f}, {row['ci'][1]:.3f}] | {row['beats_spy_auc']:.3f} "
                      f"[{row['beats_spy_ci'][0]:.3f}, {row['beats_spy_ci'][1]:.3f}] | {row['rank_ic']:+.3f} |")
+    raw = result["member_record_score"]
+    lines += ["", f"member_record as a score (no model), {raw['rows']} rows: beats-SPY AUC {raw['beats_spy_auc']:.3f} "
+              f"[{raw['beats_spy_ci'][0]:.3f}, {raw['beats_spy_ci'][1]:.3f}], rank IC {raw['rank_ic']:+.3f}"]
     lines += ["", "| group | AUC(all) - AUC(all - group) [95% CI] | verdict |", "|---|---|---|"]
     for group, row in result["gains"].items():
         lines.append(f"| {group} | {row['gain']:+.4f} [{row['ci'][0]:+.4f}, {row['ci'][1]:+.4f}] | {row['verdict']} |")
