@@ -88,11 +88,11 @@ FEATURE_GROUPS: dict[str, list[str]] = {
     "market": ["market_momentum", "sector_performance", "vix_level", "market_return_20d", "market_breadth"],
 }
 CANDIDATE_FEATURES: list[str] = [name for names in FEATURE_GROUPS.values() for name in names]
-#: The features models train and score on: the groups kept by the ablation rule (README).
-FEATURE_NAMES: list[str] = [
-    name for group in ("ticker_activity", "politics", "member_profile", "member_record", "market")
-    for name in FEATURE_GROUPS[group]
-]
+#: The groups models train and score on. The ablation's rule (README "Feature ablation"): a
+#: group stays unless it measurably hurts out of sample on the real 2019-2020 filings; none
+#: did, and none measurably helped either.
+KEPT_GROUPS = ("ticker_activity", "politics", "member_profile", "member_record", "market")
+FEATURE_NAMES: list[str] = [name for group in KEPT_GROUPS for name in FEATURE_GROUPS[group]]
 
 #: Columns of the frame `compute_ticker_features` returns, in order.
 FEATURE_FRAME_COLUMNS: list[str] = [
