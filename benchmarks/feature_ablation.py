@@ -42,7 +42,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from feedback_loop.lib.signals.features import CANDIDATE_FEATURES, FEATURE_GROUPS, compute_ticker_features
+from feedback_loop.lib.signals.features import (
+    CANDIDATE_FEATURES,
+    FEATURE_GROUPS,
+    compute_ticker_features,
+)
 from feedback_loop.lib.training import metrics
 from feedback_loop.lib.training.config import TrainingConfig
 from feedback_loop.lib.training.labels import market_labeled_set, training_pairs
@@ -159,15 +163,15 @@ def ablation(rows: pd.DataFrame, config: TrainingConfig, folds: int) -> dict:
 
 
 def markdown(result: dict) -> str:
-    lines = ["| feature set | features | out-of-sample ROC AUC (5 classes) [95% CI] | beats-SPY AUC [95% CI] "
-             "| rank IC |", "|---|---|---|---|---|"]
+    lines = [("| feature set | features | out-of-sample ROC AUC (5 classes) [95% CI] | beats-SPY AUC [95% CI] "
+             "| rank IC |"), "|---|---|---|---|---|"]
     for name, row in result["skill"].items():
         lines.append(f"| {name} | {len(feature_sets()[name])} | {row['auc']:.3f} "
                      f"[{row['ci'][0]:.3f}, {row['ci'][1]:.3f}] | {row['beats_spy_auc']:.3f} "
                      f"[{row['beats_spy_ci'][0]:.3f}, {row['beats_spy_ci'][1]:.3f}] | {row['rank_ic']:+.3f} |")
     raw = result["member_record_score"]
-    lines += ["", f"member_record as a score (no model), {raw['rows']} rows: beats-SPY AUC {raw['beats_spy_auc']:.3f} "
-              f"[{raw['beats_spy_ci'][0]:.3f}, {raw['beats_spy_ci'][1]:.3f}], rank IC {raw['rank_ic']:+.3f}"]
+    lines += ["", (f"member_record as a score (no model), {raw['rows']} rows: beats-SPY AUC {raw['beats_spy_auc']:.3f} "
+              f"[{raw['beats_spy_ci'][0]:.3f}, {raw['beats_spy_ci'][1]:.3f}], rank IC {raw['rank_ic']:+.3f}")]
     lines += ["", "| group | AUC(all) - AUC(all - group) [95% CI] | verdict |", "|---|---|---|"]
     for group, row in result["gains"].items():
         lines.append(f"| {group} | {row['gain']:+.4f} [{row['ci'][0]:+.4f}, {row['ci'][1]:+.4f}] | {row['verdict']} |")
