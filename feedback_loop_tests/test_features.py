@@ -12,8 +12,11 @@ import pytest
 from feedback_loop.lib import policy
 from feedback_loop.lib.frames import DISCLOSURE_COLUMNS
 from feedback_loop.lib.signals.features import (
+    CANDIDATE_FEATURES,
     FEATURE_FRAME_COLUMNS,
+    FEATURE_GROUPS,
     FEATURE_NAMES,
+    MEMBER_RECORD_PRIOR_FILINGS,
     compute_ticker_features,
     feature_vectors,
     features_frame_from_vectors,
@@ -153,7 +156,9 @@ def features_at(disclosures, prices, as_of=AS_OF, **kwargs) -> pd.DataFrame:
 def test_columns_and_active_tickers(disclosures, prices):
     out = compute_ticker_features(disclosures, prices, as_of_dates=[AS_OF])
     assert list(out.columns) == FEATURE_FRAME_COLUMNS
-    assert FEATURE_FRAME_COLUMNS[5:] == FEATURE_NAMES
+    assert FEATURE_FRAME_COLUMNS[5:] == CANDIDATE_FEATURES
+    assert set(FEATURE_NAMES) <= set(CANDIDATE_FEATURES) and len(set(CANDIDATE_FEATURES)) == len(CANDIDATE_FEATURES)
+    assert sum(map(len, FEATURE_GROUPS.values())) == len(CANDIDATE_FEATURES)
     # EEE (option only) and the ticker-less filing are not signal-eligible
     assert list(out["ticker"]) == ["AAA", "BBB", "CCC"]
     assert (out["as_of"] == AS_OF).all()
@@ -174,6 +179,10 @@ def test_disclosure_features_by_hand(disclosures, prices):
     assert aaa.party_alignment == pytest.approx(2 / 3)  # D, D, R; the exchange has no party
     assert aaa.disclosure_delay == pytest.approx((19 + 10 + 27 + 0) / 4)
     assert aaa.committee_relevance == pytest.approx(1 / 4)  # one senate trade of four
+    assert aaa.politician_count_30d == 2  # p1 (9 days back), p3 (29); Sen. X filed 30 days back
+    assert aaa.trade_size_log_usd == pytest.approx(
+        (math.log(8000.5) + math.log(32500.5) + math.log(5_000_001) + math.log(8000.5)) / 4)
+    assert (aaa.owner_self_share, aaa.owner_joint_share) == (1.0, 0.0)  # every fixture row is "self"
 
 
 def test_ratio_edges_and_single_party(disclosures, prices):
@@ -223,6 +232,101 @@ def test_filing_after_as_of_is_invisible_even_if_traded_before(disclosures, pric
         ]
         == 1
     )
+
+
+def test_owner_shares_count_only_stated_owners(prices):
+    rows = frame([disclosure(owner=o) for o in ["self", "Joint ", "spouse", "dependent", None]])
+    aaa = features_at(rows, prices).loc["AAA"]
+    assert (aaa.owner_self_share, aaa.owner_joint_share) == (0.25, 0.25)  # 4 stated owners
+    assert math.isnan(features_at(frame([disclosure(owner=None)]), prices).loc["AAA"].owner_self_share)
+
+
+RECORD_DAYS = pd.bdate_range("2023-01-02", periods=320)
+
+
+def _record_prices() -> pd.DataFrame:
+    """SPY flat; OLD +10% from day 10 to day 30; OLD2 -10% from day 12 to day 32; ANCIENT
+    doubles from day 0 to day 20 (all as level steps); AAA and BBB have no prices."""
+    k = np.arange(len(RECORD_DAYS))
+    series = {"SPY": np.full(len(k), 100.0), "OLD": np.where(k >= 30, 110.0, 100.0),
+              "OLD2": np.where(k >= 32, 90.0, 100.0), "ANCIENT": np.where(k >= 20, 200.0, 100.0)}
+    out = pd.concat([pd.DataFrame({"ticker": t, "date": RECORD_DAYS, "adj_close": v}) for t, v in series.items()],
+                    ignore_index=True)
+    for column in ["open", "high", "low", "close"]:
+        out[column] = out["adj_close"]
+    return out.assign(volume=1_000.0)
+
+
+def test_member_record_by_hand():
+    day = RECORD_DAYS
+    lookback_end = day[20] + pd.Timedelta(days=365)  # ANCIENT resolved exactly 365 days before
+    member = {"p1": {}, "p2": {"filer_name": "Hon. Two"}, "p4": {"filer_name": "Hon. Four"}}
+
+    def filed(politician, ticker, kind, on):
+        return disclosure(politician_id=politician, ticker=ticker, transaction_type=kind, disclosure_date=on,
+                          transaction_date=on - 3 * DAY, **member[politician])
+
+    rows = frame([
+        filed("p1", "ANCIENT", "purchase", day[0]),    # resolves day 20: +1.00
+        filed("p1", "OLD", "purchase", day[10]),       # resolves day 30: +0.10
+        filed("p1", "OLD2", "sale_full", day[12]),     # resolves day 32: sold before -10%, +0.10
+        filed("p4", "OLD2", "purchase", day[12]),      # resolves day 32: -0.10
+        filed("p1", "AAA", "purchase", day[25]),       # AAA has no prices: in no record
+        filed("p2", "AAA", "sale_full", day[25]),      # p2 never has a resolved filing
+        filed("p4", "AAA", "sale_partial", day[25]),
+        filed("p1", "AAA", "exchange", day[25]),       # no side
+        filed("p2", "BBB", "purchase", day[25]),
+        filed("p1", "AAA", "purchase", lookback_end - 10 * DAY),
+    ])
+    pairs = pd.DataFrame({"ticker": ["AAA", "AAA", "AAA", "BBB", "AAA", "AAA", "AAA"],
+                          "as_of": [day[19], day[29], day[31], day[32], day[32],
+                                    lookback_end - DAY, lookback_end]})
+    got = compute_ticker_features(rows, _record_prices(), pairs=pairs)["member_record"].to_numpy()
+    k = MEMBER_RECORD_PRIOR_FILINGS
+    p1_at_32 = 1.2 / (3 + k)
+    expected = [
+        math.nan,                         # nothing resolved yet (ANCIENT resolves on day 20)
+        1.0 / (1 + k),                    # p1: ANCIENT; p2 and p4 have no record
+        1.1 / (2 + k),                    # + OLD; OLD2 resolves on day 32
+        math.nan,                         # BBB: its only filer has no record
+        (p1_at_32 + (-1) * (-0.1 / (1 + k))) / 2,  # p4's record is -0.1, and p4 sold AAA
+        p1_at_32,                         # the window holds p1's second purchase only
+        0.2 / (2 + k),                    # ANCIENT left the lookback
+    ]
+    np.testing.assert_allclose(got, expected, rtol=1e-12, equal_nan=True)
+
+
+def test_member_record_sees_no_price_or_filing_after_as_of():
+    rng = np.random.default_rng(5)
+    k = np.arange(len(RECORD_DAYS))
+    tickers = [f"T{i}" for i in range(6)]
+    walks = {t: 100 * np.exp(np.cumsum(rng.normal(0, 0.02, len(k)))) for t in [*tickers, "SPY"]}
+    prices = pd.concat([pd.DataFrame({"ticker": t, "date": RECORD_DAYS, "adj_close": v}) for t, v in walks.items()],
+                       ignore_index=True)
+    for column in ["open", "high", "low", "close"]:
+        prices[column] = prices["adj_close"]
+    prices["volume"] = 1_000.0
+    on = RECORD_DAYS[rng.integers(0, len(k), 600)]
+    rows = frame([disclosure(politician_id=f"p{rng.integers(8)}", ticker=rng.choice(tickers), disclosure_date=d,
+                             transaction_date=d - 2 * DAY,
+                             transaction_type=rng.choice(["purchase", "sale_full", "exchange"])) for d in on])
+    cut = RECORD_DAYS[200]
+    pairs = pd.DataFrame({"ticker": tickers * 40, "as_of": np.repeat(RECORD_DAYS[161:201], 6)})
+    before = compute_ticker_features(rows, prices, pairs=pairs)
+    assert before["member_record"].notna().mean() > 0.8
+    future = prices["date"] > cut
+    perturbed = prices.assign(adj_close=np.where(future, prices["adj_close"] * rng.uniform(0.2, 5, len(prices)),
+                                                 prices["adj_close"]))
+    late = rows["disclosure_date"] > cut
+    assert late.sum() > 50 and future.sum() > 100
+    flipped = rows.assign(transaction_type=np.where(late, "purchase", rows["transaction_type"]))
+    after = compute_ticker_features(flipped, perturbed, pairs=pairs)
+    pd.testing.assert_frame_equal(before, after)
+    # the test has teeth: the same perturbation of the past moves the record
+    past = prices.assign(adj_close=np.where(prices["date"] <= cut, perturbed["adj_close"] + prices["adj_close"]
+                                            * rng.uniform(0.2, 5, len(prices)), prices["adj_close"]))
+    moved = compute_ticker_features(rows, past, pairs=pairs)["member_record"]
+    assert not np.allclose(moved.fillna(0), before["member_record"].fillna(0))
 
 
 def test_perturbing_the_future_changes_nothing(disclosures, prices):
@@ -381,7 +485,8 @@ def _brute_force_disclosure_features(disclosures: pd.DataFrame, ticker: str, as_
     """The disclosure features of one (ticker, as_of), straight from their definitions."""
     d = disclosures[(disclosures["ticker"] == ticker) & disclosures["asset_type"].isin(["stock", "etf"])]
     d = d[d["disclosure_date"] <= as_of]
-    recent = (d["disclosure_date"] > as_of - pd.Timedelta(days=30)).sum()
+    recent_rows = d[d["disclosure_date"] > as_of - pd.Timedelta(days=30)]
+    recent = len(recent_rows)
     d = d[d["disclosure_date"] > as_of - pd.Timedelta(days=window_days)]
     buys = (d["transaction_type"] == "purchase").sum()
     sells = d["transaction_type"].isin(["sale_full", "sale_partial"]).sum()
@@ -389,7 +494,13 @@ def _brute_force_disclosure_features(disclosures: pd.DataFrame, ticker: str, as_
     volume = volume * d["duplicate_count"]
     sign = np.where(d["transaction_type"] == "purchase", 1.0, np.where(d["transaction_type"] == "exchange", 0.0, -1.0))
     dems, reps = (d["party"] == "D").sum(), (d["party"] == "R").sum()
+    midpoint = d["amount_min_usd"].where(d["amount_max_usd"].isna(), (d["amount_min_usd"] + d["amount_max_usd"]) / 2)
+    owners = d["owner"].dropna()
     return {
+        "politician_count_30d": recent_rows["politician_id"].fillna(recent_rows["filer_name"]).nunique(),
+        "trade_size_log_usd": np.log(midpoint.astype(float)).mean() if len(d) else math.nan,
+        "owner_self_share": (owners == "self").mean() if len(owners) else math.nan,
+        "owner_joint_share": (owners == "joint").mean() if len(owners) else math.nan,
         "trade_count": len(d),
         "politician_count": d["politician_id"].fillna(d["filer_name"]).nunique(),
         "buy_sell_ratio": min(buys / sells, policy.BUY_SELL_RATIO_CAP) if sells else (policy.BUY_SELL_RATIO_CAP if buys else 1.0),
@@ -422,6 +533,7 @@ def test_windowed_sums_match_brute_force_on_random_filings(prices, window_days):
             disclosure_date=f,
             transaction_date=f - pd.Timedelta(days=int(rng.integers(0, 45))),
             amount_max_usd=rng.choice([15000.0, None]),
+            owner=rng.choice(["self", "joint", "spouse", None]),
             duplicate_count=int(rng.integers(1, 3)),
         )
         for f in filed

@@ -189,7 +189,9 @@ def test_each_check_fails_on_its_defect():
         "training_set_has_no_leakage"]
     assert not _check_results(good[good["label"] != 4])["training_set_has_every_class"]
     sparse = good.copy()
-    sparse.loc[sparse.index[:400], FEATURE_NAMES[0]] = np.nan  # 400 of 7,000 cells = 5.7%
+    missing = int(0.06 * 500 * len(FEATURE_NAMES))  # 6% of the feature cells
+    sparse.loc[sparse.index[:missing // 2], FEATURE_NAMES[0]] = np.nan
+    sparse.loc[sparse.index[:missing - missing // 2], FEATURE_NAMES[1]] = np.nan
     assert not _check_results(sparse)["training_set_features_complete"]
     outliers = good.copy()
     outliers.loc[outliers.index[:30], FEATURE_NAMES[2]] = 1e6

@@ -2,8 +2,10 @@
 
 The figures are issue 15's: on pure noise (SyntheticConfig.edge = 0) promotions after the
 first model are at most 5% of the challengers compared and the blend weight is at its
-starting value on at least 90% of days. `benchmarks/null_and_power.py` prints the same
-figures for several edges (the README gives the measured ones).
+starting value on at least 90% of days; on the default planted edge (edge = 1: informed
+members' purchases beat SPY by about 2.2% over 20 trading days) the loop deploys a model
+whose holdout skill interval is above chance. `benchmarks/null_and_power.py` prints the
+same figures for several edges (the README gives the measured ones).
 """
 
 from __future__ import annotations
@@ -46,3 +48,26 @@ def test_on_pure_noise_the_blend_weight_stays_at_its_start(null_year):
     assert len(null_year.blend_weight_decisions) == loop_stability(null_year)["days"]
     assert sum(d["decision"].p_value is not None for d in null_year.blend_weight_decisions) >= 200
     assert loop_stability(null_year)["days_at_starting_weight_frac"] >= 0.90
+
+
+@pytest.fixture(scope="module")
+def edge_year():
+    state = closed_loop_year(edge=1.0)
+    print("edge 1:", loop_stability(state))
+    return state
+
+
+def deployed_with_edge(state) -> list[str]:
+    """Deployed models whose holdout says "edge detected" (ROC AUC and top-confidence excess intervals above chance)."""
+    deployed = {model_id for _, model_id, *_ in state.deployments}
+    return [m for m in deployed if state.models[m].model.metrics["skill_verdict"].startswith("edge detected")]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="measured with the member-level features: 0 of 68 models with an edge "
+                                       "detected (median holdout ROC AUC 0.50, rank IC 0.016) although "
+                                       "member_record alone ranks the rows with beats-SPY AUC 0.531 "
+                                       "[0.516, 0.546]: the XGBoost challenger trained on a year of filings "
+                                       "does not extract a 7%-of-filings edge (issue 15, item 3 open)")
+def test_on_a_planted_edge_the_loop_deploys_a_model_that_captures_it(edge_year):
+    assert deployed_with_edge(edge_year)

@@ -36,7 +36,7 @@ from feedback_loop.lib.portfolio.shadow import (
     shadow_resolution_window,
 )
 from feedback_loop.lib.signals import checks as signal_checks
-from feedback_loop.lib.signals.features import FEATURE_WINDOW_DAYS, compute_ticker_features
+from feedback_loop.lib.signals.features import FEATURE_HISTORY_DAYS, compute_ticker_features
 from feedback_loop.lib.signals.heuristic import score_heuristic
 from feedback_loop.lib.signals.trading import build_signals
 from feedback_loop.lib.vocab import PredictionRole, ServingPath, SignalStatus, TradingMode
@@ -46,8 +46,6 @@ OWNERS = ["team:signals"]
 DEFAULTS = PortfolioPolicy()
 #: The serving fallback rate is reported over this many calendar days.
 FALLBACK_RATE_WINDOW_DAYS = SERVING_FALLBACK_WINDOW_DAYS
-#: Calendar days of price history the features of one day need (20 trading days + volatility window).
-PRICE_LOOKBACK_DAYS = 120
 
 
 def previous_day(asset: str) -> dg.AssetDep:
@@ -192,8 +190,9 @@ def ticker_features(context: dg.AssetExecutionContext, database: DatabaseResourc
     with engine.connect() as conn:
         if not is_trading_day(conn, day):
             return _not_a_trading_day(day, "ticker_features")
-        disclosures = ingest.read_disclosures(conn, as_of=day, filed_after=day - pd.Timedelta(days=FEATURE_WINDOW_DAYS))
-        prices = ingest.read_prices(conn, start=day - pd.Timedelta(days=PRICE_LOOKBACK_DAYS), end=day)
+        history_start = day - pd.Timedelta(days=FEATURE_HISTORY_DAYS)
+        disclosures = ingest.read_disclosures(conn, as_of=day, filed_after=history_start)
+        prices = ingest.read_prices(conn, start=history_start, end=day)
         sectors = ingest.read_sectors(conn)
     features = compute_ticker_features(disclosures, prices, as_of_dates=[day], sectors=sectors)
     with engine.begin() as conn:

@@ -31,12 +31,13 @@ from feedback_loop.lib.loop.engine import (
 from feedback_loop.lib.loop.history import persist_history
 from feedback_loop.lib.policy import PortfolioPolicy
 from feedback_loop.lib.portfolio.broker import write_policy
+from feedback_loop.lib.signals.features import FEATURE_HISTORY_DAYS
 from feedback_loop.lib.store import db
 from feedback_loop.lib.training.config import TrainingConfig, training_config_for
 from feedback_loop.lib.vocab import ExitPolicy
 
-#: Price history kept before the replay start: the training lookback, the feature window and label horizons.
-HISTORY_BEFORE_START_DAYS = 365 + 90 + 60
+#: Price history kept before the replay start: the training lookback, the features' history and label horizons.
+HISTORY_BEFORE_START_DAYS = 365 + FEATURE_HISTORY_DAYS + 60
 
 
 @dataclass

@@ -18,7 +18,7 @@ from feedback_loop.lib.models import registry
 from feedback_loop.lib.models import store as model_store
 from feedback_loop.lib.models.promotion import PromotionDecision, compare_on_holdout
 from feedback_loop.lib.portfolio import loop_store
-from feedback_loop.lib.signals.features import compute_ticker_features
+from feedback_loop.lib.signals.features import FEATURE_HISTORY_DAYS, compute_ticker_features
 from feedback_loop.lib.training.artifact import ArtifactIntegrityError
 from feedback_loop.lib.training.config import TrainingConfig
 from feedback_loop.lib.training.labels import (
@@ -36,8 +36,9 @@ def latest_market_date(conn: sa.Connection) -> pd.Timestamp | None:
 
 
 def feature_window_start(as_of, config: TrainingConfig, window_days: int) -> pd.Timestamp:
-    """Earliest filing date whose features a training run as of `as_of` can need."""
-    return pd.Timestamp(as_of) - pd.Timedelta(days=config.lookback_days + window_days)
+    """Earliest filing date whose features a training run as of `as_of` can need (the member
+    record reads the `FEATURE_HISTORY_DAYS` before a row, more than its window)."""
+    return pd.Timestamp(as_of) - pd.Timedelta(days=config.lookback_days + max(window_days, FEATURE_HISTORY_DAYS))
 
 
 def market_set(conn: sa.Connection, as_of, config: TrainingConfig, window_days: int = 90) -> LabeledSet:

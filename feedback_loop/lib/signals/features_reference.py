@@ -8,7 +8,8 @@ requested (ticker, as_of) pairs to the eligible disclosures with GROUP BY aggreg
 price features are window functions over each ticker's own price rows plus ASOF joins
 for "the last value on or before as_of, at most `PRICE_STALENESS_MAX_DAYS` old";
 sector performance and breadth aggregate every priced ticker's value on each needed
-as_of date.
+as_of date; the member record joins each request's purchases and sales to their filers'
+resolved filings (a numbered SPY calendar gives each filing's resolution day).
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ import pandas as pd
 from feedback_loop.lib import policy, vocab
 from feedback_loop.lib.frames import MARKET_TICKER
 from feedback_loop.lib.signals.features import (
+    CANDIDATE_FEATURES,
     FEATURE_FRAME_COLUMNS,
-    FEATURE_NAMES,
     FEATURE_WINDOW_DAYS,
+    MEMBER_RECORD_HORIZON_TRADING_DAYS,
+    MEMBER_RECORD_LOOKBACK_DAYS,
+    MEMBER_RECORD_PRIOR_FILINGS,
     PRICE_STALENESS_MAX_DAYS,
     RECENT_ACTIVITY_DAYS,
     RETURN_HORIZON_TRADING_DAYS,
@@ -32,7 +36,7 @@ from feedback_loop.lib.signals.features import (
 
 _DISCLOSURE_INPUT_COLUMNS = [
     "ticker", "asset_type", "transaction_type", "politician_id", "filer_name", "party", "chamber",
-    "disclosure_date", "transaction_date", "amount_min_usd", "amount_max_usd", "duplicate_count",
+    "disclosure_date", "transaction_date", "amount_min_usd", "amount_max_usd", "duplicate_count", "owner",
 ]
 
 # Eligible disclosures with the per-trade quantities of the module docstring.
@@ -50,7 +54,8 @@ WITH typed AS (
         CAST(transaction_date AS DATE) AS traded,
         CAST(amount_min_usd AS DOUBLE) AS low_usd,
         CAST(amount_max_usd AS DOUBLE) AS high_usd,
-        CAST(duplicate_count AS DOUBLE) AS duplicates
+        CAST(duplicate_count AS DOUBLE) AS duplicates,
+        lower(trim(CAST(owner AS VARCHAR))) AS owner
     FROM disclosures_in
 )
 SELECT
@@ -64,7 +69,9 @@ SELECT
     coalesce(chamber = $senate, false) AS is_senate,
     CASE WHEN high_usd IS NULL THEN low_usd ELSE (low_usd + high_usd) / 2 END * duplicates
         AS volume_usd,
-    filed - traded AS delay_days
+    filed - traded AS delay_days,
+    CASE WHEN high_usd IS NULL THEN low_usd ELSE (low_usd + high_usd) / 2 END AS midpoint_usd,
+    owner
 FROM typed
 WHERE ticker IS NOT NULL AND list_contains($asset_types, asset_type)
 """
@@ -93,7 +100,8 @@ in_span AS (
      AND e.filed <= r.as_of AND e.filed > r.as_of - $span
 ),
 recent_per_request AS (
-    SELECT row_id, count(*) AS recent FROM in_span WHERE filed > as_of - $recent GROUP BY row_id
+    SELECT row_id, count(*) AS recent, count(DISTINCT politician) AS recent_politicians
+    FROM in_span WHERE filed > as_of - $recent GROUP BY row_id
 ),
 per_request AS (
     SELECT
@@ -108,7 +116,11 @@ per_request AS (
         sum(volume_usd) AS volume_usd,
         sum(CASE WHEN is_buy THEN volume_usd WHEN is_sell THEN -volume_usd ELSE 0 END)
             AS net_volume_usd,
-        sum(delay_days) AS delay_days
+        sum(delay_days) AS delay_days,
+        avg(ln(midpoint_usd)) FILTER (midpoint_usd > 0) AS trade_size_log_usd,
+        count(owner) AS owners,
+        count(*) FILTER (owner = 'self') AS self_owned,
+        count(*) FILTER (owner = 'joint') AS joint_owned
     FROM in_span
     WHERE filed > as_of - $window
     GROUP BY row_id
@@ -119,6 +131,7 @@ SELECT
     coalesce(buys, 0) AS buy_count,
     coalesce(sells, 0) AS sell_count,
     CAST(coalesce(politicians, 0) AS DOUBLE) AS politician_count,
+    CAST(coalesce(recent_politicians, 0) AS DOUBLE) AS politician_count_30d,
     CASE WHEN sells > 0 THEN least(buys / sells, $cap)
          WHEN buys > 0 THEN $cap
          ELSE 1.0 END AS buy_sell_ratio,
@@ -128,7 +141,10 @@ SELECT
     ln(1 + coalesce(volume_usd, 0.0)) AS volume_magnitude,
     greatest(democrats, republicans) / nullif(democrats + republicans, 0) AS party_alignment,
     delay_days / trades AS disclosure_delay,
-    senators / trades AS committee_relevance
+    senators / trades AS committee_relevance,
+    trade_size_log_usd,
+    self_owned / nullif(owners, 0) AS owner_self_share,
+    joint_owned / nullif(owners, 0) AS owner_joint_share
 FROM requests AS q
 LEFT JOIN per_request USING (row_id)
 LEFT JOIN recent_per_request USING (row_id)
@@ -195,6 +211,49 @@ CREATE TEMP TABLE sector_means AS
 SELECT c.as_of, s.sector, avg(c.return_frac) AS sector_performance
 FROM cross_section AS c JOIN sector_of AS s USING (ticker)
 GROUP BY c.as_of, s.sector
+"""
+
+# Each purchase or sale resolves on the `horizon`-th SPY trading day after the last one on or
+# before its filing day; a request averages, over its ticker's purchases and sales in the
+# window whose filer has resolved filings in the lookback, side × the filer's shrunk record.
+_MEMBER_RECORD_SQL = """
+CREATE TEMP TABLE member_record AS
+WITH calendar AS (
+    SELECT date, row_number() OVER (ORDER BY date) AS pos FROM priced WHERE ticker = $market
+),
+sided AS (
+    SELECT row_number() OVER () AS trade_id, ticker, filed, politician,
+           CASE WHEN is_buy THEN 1.0 ELSE -1.0 END AS side
+    FROM eligible WHERE is_buy OR is_sell
+),
+entered AS (
+    SELECT s.*, c.date AS entry_date, c.pos AS entry_pos
+    FROM sided AS s ASOF JOIN calendar AS c ON c.date <= s.filed
+),
+outcomes AS (
+    SELECT e.politician, x.date AS resolved,
+           e.side * ((p1.adj_close / p0.adj_close - 1) - (m1.adj_close / m0.adj_close - 1)) AS excess
+    FROM entered AS e
+    JOIN calendar AS x ON x.pos = e.entry_pos + $horizon
+    JOIN priced AS p0 ON p0.ticker = e.ticker AND p0.date = e.entry_date
+    JOIN priced AS p1 ON p1.ticker = e.ticker AND p1.date = x.date
+    JOIN priced AS m0 ON m0.ticker = $market AND m0.date = e.entry_date
+    JOIN priced AS m1 ON m1.ticker = $market AND m1.date = x.date
+    WHERE p0.adj_close <> 0 AND m0.adj_close <> 0
+),
+pairs AS (
+    SELECT q.row_id, q.as_of, s.trade_id, s.politician, s.side
+    FROM requests AS q
+    JOIN sided AS s ON s.ticker = q.ticker AND s.filed <= q.as_of AND s.filed > q.as_of - $window
+),
+records AS (
+    SELECT p.row_id, p.trade_id, any_value(p.side) AS side, sum(o.excess) AS total, count(*) AS filings
+    FROM pairs AS p
+    JOIN outcomes AS o
+      ON o.politician = p.politician AND o.resolved <= p.as_of AND o.resolved > p.as_of - $lookback
+    GROUP BY p.row_id, p.trade_id
+)
+SELECT row_id, avg(side * total / (filings + $prior)) AS member_record FROM records GROUP BY row_id
 """
 
 _PRICE_FEATURES_SQL = """
@@ -264,15 +323,20 @@ def reference_ticker_features(
         con.execute(_BREADTH_SQL, {"market": MARKET_TICKER})
         con.execute(_SECTOR_SQL)
         con.execute(_PRICE_FEATURES_SQL, {"staleness": PRICE_STALENESS_MAX_DAYS})
+        con.execute(_MEMBER_RECORD_SQL, {
+            "market": MARKET_TICKER, "horizon": MEMBER_RECORD_HORIZON_TRADING_DAYS, "window": int(window_days),
+            "lookback": MEMBER_RECORD_LOOKBACK_DAYS, "prior": float(MEMBER_RECORD_PRIOR_FILINGS),
+        })
         result = con.execute(
-            "SELECT * FROM disclosure_features JOIN price_features USING (row_id) ORDER BY row_id"
+            "SELECT * FROM disclosure_features JOIN price_features USING (row_id)"
+            " LEFT JOIN member_record USING (row_id) ORDER BY row_id"
         ).df()
     finally:
         con.close()
     out = pd.DataFrame({"ticker": tickers, "as_of": as_of})
     for name in ("trade_count", "buy_count", "sell_count"):
         out[name] = result[name].to_numpy(dtype=np.int64)
-    for name in FEATURE_NAMES:
+    for name in CANDIDATE_FEATURES:
         out[name] = result[name].to_numpy(dtype=float)
     return out[FEATURE_FRAME_COLUMNS]
 

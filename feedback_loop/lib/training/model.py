@@ -109,14 +109,21 @@ def _scalars(result: dict[str, Any]) -> dict[str, Any]:
     return {name: result[name] for name in metric_fns.SCALAR_METRICS}
 
 
+def fold_proba(train: pd.DataFrame, test: pd.DataFrame, config: TrainingConfig,
+               feature_names: list[str] = FEATURE_NAMES) -> np.ndarray:
+    """Class probabilities of `test` from an uncalibrated booster fit on `train`: the model of
+    every validation fold (and of the feature ablation, on other feature sets)."""
+    booster = _fit_booster(train, feature_names, config)
+    return softmax(_margins(booster, test, feature_names), axis=1)
+
+
 def _fold_metrics(
     frame: pd.DataFrame, splits: list[tuple[np.ndarray, np.ndarray]], config: TrainingConfig
 ) -> list[dict[str, Any]]:
     folds = []
     for number, (train_idx, test_idx) in enumerate(splits):
         train, test = frame.iloc[train_idx], frame.iloc[test_idx]
-        booster = _fit_booster(train, FEATURE_NAMES, config)
-        proba = softmax(_margins(booster, test, FEATURE_NAMES), axis=1)
+        proba = fold_proba(train, test, config)
         result = metric_fns.classification_metrics(test["label"], proba, config.classes())
         folds.append({
             "fold": number, "train_rows": len(train), "test_rows": len(test),
