@@ -1,7 +1,7 @@
 """A re-run replaces the day: after a serving fallback (or a restore) and a re-run, every daily table
 holds exactly what one clean run of the same days wrote, row for row.
 
-Ten weeks of heuristic history are written from the engine; a champion is promoted for DAY. One
+Eleven weeks of heuristic history are written from the engine; a champion is promoted for DAY. One
 database runs DAY twice (the champion's artifact broken in one run, intact in the other), the
 other runs it once with the artifact as the re-run had it; both then run NEXT_DAY, whose open
 fills DAY's queued signals.
@@ -25,8 +25,9 @@ from feedback_loop.lib.models import registry
 from feedback_loop.lib.models import store as model_store
 from feedback_loop.lib.training.artifact import BOOSTER_FILE
 
-HISTORY_START, HISTORY_END = "2024-02-01", "2024-04-10"
-DAY, NEXT_DAY = "2024-04-11", "2024-04-12"
+# Positions the history opens on 2024-03-21 reach the 20-trading-day timeout on DAY.
+HISTORY_START, HISTORY_END = "2024-02-01", "2024-04-16"
+DAY, NEXT_DAY = "2024-04-17", "2024-04-18"
 DAILY_ASSETS = [loop.ticker_features, loop.heuristic_signals, loop.trading_signals, loop.portfolio_positions,
                 loop.signal_outcomes, loop.portfolio_performance, feature_drift]
 #: Every table a daily asset writes, with its sort key; wall-clock and surrogate columns are not compared.

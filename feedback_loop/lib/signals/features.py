@@ -126,6 +126,13 @@ MEMBER_RECORD_PRIOR_FILINGS = 10
 #: lookback plus the span of its horizon (20 trading days <= 31 calendar days) with room for
 #: a gap in the prices.
 FEATURE_HISTORY_DAYS = MEMBER_RECORD_LOOKBACK_DAYS + 60
+#: Non-integer weights (log sizes, excess returns) are summed as int64 multiples of
+#: 2^-FIXED_POINT_BITS (about 6e-14): integer sums are exact, so a feature computed for one
+#: day equals, bit for bit, the same feature computed in a many-day pass over more rows (the
+#: Dagster and engine drivers). A window's sum is exact while below 2^(63 - bits) = 524,288.
+FIXED_POINT_BITS = 44
+#: Larger magnitudes (a return of 262,144-fold is a price error) are clipped to it.
+FIXED_POINT_LIMIT = 2.0 ** 18
 #: A last price older than this many calendar days before as_of is treated as no price
 #: (delisted or no longer delivered); 7 days spans weekends plus a market holiday.
 PRICE_STALENESS_MAX_DAYS = 7
@@ -309,11 +316,14 @@ def _disclosure_features(
     weights = np.column_stack([
         np.ones(len(eligible)), eligible["buy"], eligible["sell"], eligible["democrat"],
         eligible["republican"], eligible["senate"], eligible["volume_usd"],
-        eligible["signed_volume_usd"], eligible["delay_days"], eligible["sized"], eligible["log_size_usd"],
+        eligible["signed_volume_usd"], eligible["delay_days"], eligible["sized"],
         eligible["owner_known"], eligible["owner_self"], eligible["owner_joint"],
     ]).astype(float)
-    (trades, buys, sells, democrats, republicans, senate, volume, net_volume, delay, sized, log_size,
+    (trades, buys, sells, democrats, republicans, senate, volume, net_volume, delay, sized,
      owner_known, owner_self, owner_joint) = _window_sums(start, start + window_days, weights, query).T
+    log_size = _from_fixed_point(_window_sums(start, start + window_days,
+                                              _to_fixed_point(eligible["log_size_usd"].to_numpy())[:, None],
+                                              query)[:, 0])
     recent = _window_sums(start, start + RECENT_ACTIVITY_DAYS, np.ones((len(eligible), 1)), query)[:, 0]
     politician = eligible["politician"].to_numpy()
     politicians = _window_sums(*_first_filing_in_window(disclosure_code, politician, start, window_days),
@@ -354,15 +364,38 @@ def _day_numbers(dates: np.ndarray) -> np.ndarray:
 
 
 def _window_sums(start: np.ndarray, end: np.ndarray, weights: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """Per query key, the column sums of `weights` over the rows with start <= query < end."""
+    """Per query key, the column sums of `weights` over the rows with start <= query < end.
+
+    The sums are differences of prefix sums over every row passed, so they are exact only for
+    integer weights (whole or half dollars, counts) or int64 fixed point (`_to_fixed_point`,
+    whose prefix sums may wrap: the differences are still exact). Float prefix sums would
+    depend in their last bits on the other rows of the call.
+    """
     def prefix(bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         order = np.argsort(bounds, kind="stable")
-        totals = np.vstack([np.zeros((1, weights.shape[1])), np.cumsum(weights[order], axis=0)])
+        totals = np.vstack([np.zeros((1, weights.shape[1]), dtype=weights.dtype),
+                            np.cumsum(weights[order], axis=0)])
         return bounds[order], totals
 
     starts, started = prefix(start)
     ends, ended = prefix(end)
     return started[np.searchsorted(starts, query, side="right")] - ended[np.searchsorted(ends, query, side="right")]
+
+
+def _to_fixed_point(values: np.ndarray) -> np.ndarray:
+    """Fractions as int64 multiples of 2^-FIXED_POINT_BITS (clipped to +-FIXED_POINT_LIMIT)."""
+    clipped = np.clip(values, -FIXED_POINT_LIMIT, FIXED_POINT_LIMIT)
+    return np.rint(np.ldexp(clipped, FIXED_POINT_BITS)).astype(np.int64)
+
+
+def _from_fixed_point(values: np.ndarray) -> np.ndarray:
+    return np.ldexp(values.astype(float), -FIXED_POINT_BITS)
+
+
+def _segment_sums(values: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Sums of the int64 `values` in the consecutive segments ending (exclusive) at `ends`."""
+    prefix = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(values)])
+    return prefix[ends] - prefix[np.concatenate([[0], ends[:-1]])]
 
 
 def _first_filing_in_window(code: np.ndarray, politician: np.ndarray, start: np.ndarray, window_days: int):
@@ -404,12 +437,13 @@ def _member_record(requests: pd.DataFrame, eligible: pd.DataFrame, prices: pd.Da
     codes, _ = pd.factorize(np.concatenate([requests["ticker"].to_numpy(dtype=object),
                                             sided["ticker"].to_numpy(dtype=object)]))
     request_code, ticker_code = codes[:len(requests)].astype(np.int64), codes[len(requests):].astype(np.int64)
+    filer = sided["politician"].to_numpy().astype(np.int64)
     by_ticker = np.argsort(ticker_code * span + filed_day - origin, kind="stable")
     trade_keys = (ticker_code * span + filed_day - origin)[by_ticker]
-    filer = sided["politician"].to_numpy().astype(np.int64)
     resolved = np.isfinite(excess)
     record_start = filer[resolved] * span + resolved_day[resolved] - origin
-    record_weights = np.column_stack([excess[resolved], np.ones(int(resolved.sum()))])
+    record_weights = np.column_stack([_to_fixed_point(excess[resolved]),
+                                      np.ones(int(resolved.sum()), dtype=np.int64)])
     chunk = 200_000
     for first in range(0, len(requests), chunk):
         rows = np.arange(first, min(first + chunk, len(requests)))
@@ -420,13 +454,17 @@ def _member_record(requests: pd.DataFrame, eligible: pd.DataFrame, prices: pd.Da
         offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
         trade = by_ticker[np.repeat(low, counts) + offsets]
         record_query = filer[trade] * span + as_of_day[pair_row] - origin
-        total, filings = _window_sums(record_start, record_start + MEMBER_RECORD_LOOKBACK_DAYS,
-                                      record_weights, record_query).T
-        known = filings > 0.5
-        value = side[trade] * total / (filings + MEMBER_RECORD_PRIOR_FILINGS)
-        sums = np.bincount(pair_row[known] - first, weights=value[known], minlength=len(rows))
-        known_count = np.bincount(pair_row[known] - first, minlength=len(rows)).astype(float)
-        out[rows] = _ratio(sums, known_count)
+        fixed_total, filings = _window_sums(record_start, record_start + MEMBER_RECORD_LOOKBACK_DAYS,
+                                            record_weights, record_query).T
+        total = _from_fixed_point(fixed_total)
+        known = filings > 0
+        value = np.where(known, side[trade] * total / (filings + MEMBER_RECORD_PRIOR_FILINGS), 0.0)
+        # A request's pairs are contiguous: per-request sums as differences of int64 prefix
+        # sums, exact whatever the order of the rows passed.
+        ends = np.cumsum(counts)
+        sums = _segment_sums(_to_fixed_point(value), ends)
+        known_count = _segment_sums(known.astype(np.int64), ends)
+        out[rows] = _ratio(_from_fixed_point(sums), known_count)
     return out
 
 
