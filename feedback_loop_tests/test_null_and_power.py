@@ -64,10 +64,10 @@ def deployed_with_edge(state) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured with the member-level features: 0 of 68 models with an edge "
-                                       "detected (median holdout ROC AUC 0.50, rank IC 0.016) although "
-                                       "member_record alone ranks the rows with beats-SPY AUC 0.531 "
-                                       "[0.516, 0.546]: the XGBoost challenger trained on a year of filings "
-                                       "does not extract a 7%-of-filings edge (issue 15, item 3 open)")
+@pytest.mark.xfail(strict=True, reason="measured 2026-12-02: 0 of 68 models with an edge detected (median "
+                                       "holdout ROC AUC 0.50, rank IC 0.023); the planted edge's own oracle "
+                                       "rank IC is +0.048 on this year against -0.055 on the null's prices, "
+                                       "so one holdout cannot tell it from chance (README, Evidence; "
+                                       "issue 15, item 3 open)")
 def test_on_a_planted_edge_the_loop_deploys_a_model_that_captures_it(edge_year):
     assert deployed_with_edge(edge_year)
