@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/null_and_power.py                 # edges 0 (pure noise) and 1, 2
     .venv/bin/python benchmarks/null_and_power.py --edges 0 --seed 11
+    .venv/bin/python benchmarks/null_and_power.py --edges 0,1 --oracle-seeds 1,2,3   # the edge's size only
 
 For each planted-edge scale (`SyntheticConfig.edge`; 0 = no disclosure predicts a return)
 runs the closed loop and the heuristic arm over a year of the demo's synthetic data (weekly
@@ -73,8 +74,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--start", default="2024-01-02")
     parser.add_argument("--end", default="2024-12-30")
+    parser.add_argument("--oracle-seeds", help="comma-separated seeds: print only the oracle rank IC of each "
+                                               "seed and edge (no loop), to see the edge's size against chance")
     args = parser.parse_args()
-    for edge in (float(e) for e in args.edges.split(",")):
+    edges = [float(e) for e in args.edges.split(",")]
+    if args.oracle_seeds:
+        for seed in (int(s) for s in args.oracle_seeds.split(",")):
+            ics = {edge: round(oracle_rank_ic(generate(SyntheticConfig(seed=seed, edge=edge)), args.start, args.end), 4)
+                   for edge in edges}
+            print(json.dumps({"seed": seed, "oracle_rank_ic": ics}), flush=True)
+        return
+    for edge in edges:
         print(json.dumps(run_edge(edge, args.seed, args.start, args.end), default=str), flush=True)
 
 

@@ -65,9 +65,9 @@ def deployed_with_edge(state) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="measured 2026-12-02: 0 of 68 models with an edge detected (median "
-                                       "holdout ROC AUC 0.50, rank IC 0.023); the planted edge's own oracle "
-                                       "rank IC is +0.048 on this year against -0.055 on the null's prices, "
-                                       "so one holdout cannot tell it from chance (README, Evidence; "
-                                       "issue 15, item 3 open)")
+                                       "holdout ROC AUC 0.50, rank IC 0.023) while the planted edge's oracle "
+                                       "has rank IC +0.048 on seed 7 (+0.10 mean over seeds 1-7, chance sd "
+                                       "0.03): the challengers do not extract it (README, Evidence; issue 15, "
+                                       "item 3 open)")
 def test_on_a_planted_edge_the_loop_deploys_a_model_that_captures_it(edge_year):
     assert deployed_with_edge(edge_year)
