@@ -437,9 +437,9 @@ def _member_record(requests: pd.DataFrame, eligible: pd.DataFrame, prices: pd.Da
     codes, _ = pd.factorize(np.concatenate([requests["ticker"].to_numpy(dtype=object),
                                             sided["ticker"].to_numpy(dtype=object)]))
     request_code, ticker_code = codes[:len(requests)].astype(np.int64), codes[len(requests):].astype(np.int64)
-    filer = sided["politician"].to_numpy().astype(np.int64)
     by_ticker = np.argsort(ticker_code * span + filed_day - origin, kind="stable")
     trade_keys = (ticker_code * span + filed_day - origin)[by_ticker]
+    filer = sided["politician"].to_numpy().astype(np.int64)
     resolved = np.isfinite(excess)
     record_start = filer[resolved] * span + resolved_day[resolved] - origin
     record_weights = np.column_stack([_to_fixed_point(excess[resolved]),
