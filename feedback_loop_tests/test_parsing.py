@@ -455,6 +455,29 @@ def test_price_rows_without_adj_close_or_with_non_positive_prices_are_quarantine
     assert parsed.rejects["raw_row"].iloc[-1]["ticker"] == "A\\u0000"
 
 
+def test_typed_price_columns_parse_exactly_as_their_text():
+    """Numbers and datetimes skip the trip through text: same prices, same rejects, same row hashes."""
+    rng = np.random.default_rng(4)
+    n = 400
+    typed = pd.DataFrame({
+        "ticker": rng.choice(["AAA", "brk.b", "--", None], n),
+        "date": pd.Timestamp("2020-01-02") + pd.to_timedelta(rng.integers(-3, 400, n), "D"),
+        **{c: rng.lognormal(3, 1, n) * rng.choice([1.0, 1.0, 1.0, -1.0], n) for c in ["open", "high", "low", "close"]},
+        "adj_close": np.where(rng.random(n) < 0.05, np.nan, rng.lognormal(3, 1, n) / 3),
+        "volume": rng.integers(-5, 10**9, n),
+    })
+    typed.loc[::37, "open"] = np.inf
+    typed.loc[::41, "date"] = pd.NaT
+    typed.loc[::43, "high"] = np.nan
+    typed.loc[::47, "date"] = pd.Timestamp("1850-06-30 15:30")
+    typed.loc[1::5, "date"] += pd.Timedelta(hours=15, minutes=30)  # a time of day: the day is kept
+    as_text = typed.astype("object").where(typed.notna(), "").astype(str)
+    fast, slow = (parsing.parse_prices(frame, today="2020-12-31") for frame in (typed, as_text))
+    assert 0 < len(fast.rejects) < n and fast.rows_read == n
+    pd.testing.assert_frame_equal(fast.prices, slow.prices, check_exact=True)
+    pd.testing.assert_frame_equal(fast.rejects, slow.rejects)
+
+
 def test_the_issues_rows_are_quarantined_and_the_rest_accepted():
     result = parsing.parse_house(house(
         {}, {"representative": "Hon. Vir\x00ginia Foxx"}, {"type": "gift\x00"}, {"transaction_date": "-2020-02-24"},

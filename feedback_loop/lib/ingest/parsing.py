@@ -805,11 +805,20 @@ def parse_prices(raw: pd.DataFrame, today=None) -> PriceParseResult:
     missing = [c for c in frames.PRICE_COLUMNS if c not in raw.columns]
     if missing:
         raise ValueError(f"price rows are missing columns {missing}")
-    text = _strings(raw[frames.PRICE_COLUMNS])
+    raw = raw[frames.PRICE_COLUMNS]
+    # float64, integer and datetime columns are read as they are: their text would read back to the
+    # same values (float32's would not), and turning millions of numbers into strings was most of
+    # a price ingest. Rejected rows keep their text form, so their row hashes do not change.
+    typed = {c for c in frames.PRICE_COLUMNS[2:]
+             if isinstance(raw[c].dtype, np.dtype) and (raw[c].dtype == np.float64 or raw[c].dtype.kind in "iu")}
+    typed |= {"date"} if pd.api.types.is_datetime64_any_dtype(raw["date"]) else set()
+    text = _strings(raw[[c for c in frames.PRICE_COLUMNS if c not in typed]])
     ticker = normalize_ticker(text["ticker"])
-    date = pd.to_datetime(text["date"].str.strip().str[:10], format="%Y-%m-%d", errors="coerce").dt.normalize()
-    values = {c: _numbers(text[c].str.strip()) for c in frames.PRICE_COLUMNS[2:]}
-    given = {c: text[c].str.strip().ne("") for c in frames.PRICE_COLUMNS[2:]}
+    date = (_calendar_day(raw["date"]) if "date" in typed else
+            pd.to_datetime(text["date"].str.strip().str[:10], format="%Y-%m-%d", errors="coerce").dt.normalize())
+    values = {c: raw[c].astype("float64") if c in typed else _numbers(text[c].str.strip())
+              for c in frames.PRICE_COLUMNS[2:]}
+    given = {c: raw[c].notna() if c in typed else text[c].str.strip().ne("") for c in frames.PRICE_COLUMNS[2:]}
 
     def bad(column: str) -> pd.Series:  # given but not a positive finite number
         value = values[column]
@@ -830,7 +839,7 @@ def parse_prices(raw: pd.DataFrame, today=None) -> PriceParseResult:
         reason = reason.where(reason.notna(), mask) if why is None else reason.mask(reason.isna() & mask, str(why))
     rejected = reason.notna()
     prices = pd.DataFrame({"ticker": ticker, "date": date.astype("datetime64[ns]"), **values})[~rejected]
-    raw_rows = text[rejected].to_dict(orient="records")
+    raw_rows = _strings(raw[rejected]).to_dict(orient="records")
     rejects = pd.DataFrame({
         "row_hash": [row_hash("prices", r) for r in raw_rows],
         "raw_row": [storable_raw_row(r) for r in raw_rows],
@@ -841,6 +850,13 @@ def parse_prices(raw: pd.DataFrame, today=None) -> PriceParseResult:
         rejects=rejects.drop_duplicates("row_hash").reset_index(drop=True),
         rows_read=len(raw),
     )
+
+
+def _calendar_day(dates: pd.Series) -> pd.Series:
+    """The local calendar day of datetime values (what their text's first 10 characters say)."""
+    if getattr(dates.dt, "tz", None) is not None:
+        dates = dates.dt.tz_localize(None)
+    return dates.dt.normalize()
 
 
 def _numbers(text: pd.Series) -> pd.Series:
