@@ -11,10 +11,12 @@ import pytest
 
 from feedback_loop.lib import policy
 from feedback_loop.lib.frames import DISCLOSURE_COLUMNS
+from feedback_loop.lib.ingest.synthetic import SyntheticConfig, generate
 from feedback_loop.lib.signals.features import (
     CANDIDATE_FEATURES,
     FEATURE_FRAME_COLUMNS,
     FEATURE_GROUPS,
+    FEATURE_HISTORY_DAYS,
     FEATURE_NAMES,
     MEMBER_RECORD_PRIOR_FILINGS,
     compute_ticker_features,
@@ -556,9 +558,6 @@ def test_one_day_from_its_history_slice_equals_a_many_day_pass_bit_for_bit():
     FEATURE_HISTORY_DAYS before it, in the order the database returns them; the engine
     computes many days in one pass over everything. Both must give the same bits (windowed
     sums are exact), or a model's artifact and its drift statistics differ between drivers."""
-    from feedback_loop.lib.ingest.synthetic import SyntheticConfig, generate
-    from feedback_loop.lib.signals.features import FEATURE_HISTORY_DAYS
-
     data = generate(SyntheticConfig.scale(3000, 40, 2.0, seed=11))
     days = pd.bdate_range(data.config.end - pd.Timedelta(days=60), data.config.end - pd.Timedelta(days=1))
     many = compute_ticker_features(data.disclosures, data.prices, as_of_dates=days, sectors=data.sectors)
