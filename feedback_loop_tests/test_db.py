@@ -186,3 +186,25 @@ def test_prices_uniqueness_check_trusts_the_primary_key_and_counts_without_it(db
         conn.execute(insert)
     duplicated = prices_are_unique_per_ticker_day(database=database)
     assert not duplicated.passed and duplicated.metadata["duplicate_rows"].value == 1
+
+
+@pytest.mark.filterwarnings("ignore::dagster.PreviewWarning")  # importing partitioned asset checks
+def test_prices_positivity_check_trusts_the_constraint_and_counts_without_it(db_url):
+    from feedback_loop.defs.ingest import prices_are_positive
+    from feedback_loop.defs.resources import DatabaseResource
+
+    database = DatabaseResource(url=db_url)
+    enforced = prices_are_positive(database=database)
+    assert enforced.passed and enforced.metadata["enforced_by_constraint"].value is True
+    bad = sa.text("INSERT INTO prices (ticker, date, open, close, adj_close) VALUES ('AAA', '2020-01-02', 0, 1, 1)")
+    with pytest.raises(sa.exc.IntegrityError, match="prices_are_positive"), database.get_engine().begin() as conn:
+        conn.execute(bad)
+    with database.get_engine().begin() as conn:
+        conn.execute(sa.text("ALTER TABLE prices DROP CONSTRAINT prices_are_positive"))
+        conn.execute(sa.text("INSERT INTO prices (ticker, date, close, adj_close) VALUES ('AAA', '2020-01-03', 1, 1)"))
+    counted = prices_are_positive(database=database)
+    assert counted.passed and counted.metadata["enforced_by_constraint"].value is False
+    with database.get_engine().begin() as conn:
+        conn.execute(bad)
+    broken = prices_are_positive(database=database)
+    assert not broken.passed and broken.metadata["non_positive_rows"].value == 1

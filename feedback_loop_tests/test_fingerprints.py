@@ -127,3 +127,50 @@ def test_row_hashes_tell_null_from_any_value_and_ignore_dtypes():
     assert len(set(hashes.tolist())) == len(frame)
     retyped = frame.astype({"t": object, "d": "datetime64[s]"}).assign(f=[None, 1, 1, 1, np.nan])
     assert (db._row_hashes(retyped, types) == hashes).all()
+
+
+def _natural_key_check(engine) -> dict[str, int]:
+    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, conn.begin():
+        return ingest.natural_key_duplicates(conn)
+
+
+def test_the_natural_key_check_reads_only_filing_dates_changed_since_it_verified_them(engine, dataset):
+    disclosures, politicians = dataset.disclosures, dataset.politicians
+    dates = disclosures["disclosure_date"].nunique()
+    with engine.begin() as conn:
+        ingest.write_disclosures(conn, disclosures, politicians)
+    assert _natural_key_check(engine) == {"duplicate_keys": 0, "filing_dates_with_duplicates": 0,
+                                          "filing_dates_checked": dates}
+    assert _natural_key_check(engine)["filing_dates_checked"] == 0
+
+    # A restated filing date is read again, alone.
+    old_day = disclosures["disclosure_date"].iloc[len(disclosures) // 2]
+    restated = disclosures.copy()
+    restated.loc[restated["disclosure_date"] == old_day, "owner"] = "joint"
+    with engine.begin() as conn:
+        ingest.write_disclosures(conn, restated)
+    assert _natural_key_check(engine)["filing_dates_checked"] == 1
+
+    # A duplicate under another id, through the ingest: found on its date.
+    copy = restated[restated["disclosure_date"] == old_day].iloc[[0]].assign(disclosure_id="same-key-other-id")
+    with engine.begin() as conn:
+        ingest.write_disclosures(conn, pd.concat([restated, copy], ignore_index=True))
+    assert _natural_key_check(engine) == {"duplicate_keys": 1, "filing_dates_with_duplicates": 1,
+                                          "filing_dates_checked": 1}
+    # Not recorded as verified: found again next time.
+    assert _natural_key_check(engine)["duplicate_keys"] == 1
+
+
+def test_a_write_behind_the_ingest_makes_the_natural_key_check_read_every_date(engine, dataset):
+    disclosures, politicians = dataset.disclosures, dataset.politicians
+    with engine.begin() as conn:
+        ingest.write_disclosures(conn, disclosures, politicians)
+    _natural_key_check(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO disclosures SELECT 'behind-its-back', source, politician_id, filer_name, chamber, party,"
+            " state, ticker, asset_description, asset_type, transaction_type, transaction_date, disclosure_date,"
+            " amount_min_usd, amount_max_usd, owner, ptr_link, duplicate_count, filed_before_trade, ingested_at"
+            " FROM disclosures ORDER BY disclosure_date LIMIT 1"))
+    found = _natural_key_check(engine)
+    assert found["duplicate_keys"] == 1 and found["filing_dates_checked"] == disclosures["disclosure_date"].nunique()

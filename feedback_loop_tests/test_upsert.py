@@ -140,7 +140,7 @@ def test_reupserting_leaves_row_counts_and_values_unchanged(engine):
         "ticker": np.repeat(["AAA", "BBB", "CCC"], len(days)),
         "date": np.tile(days.to_numpy(), 3),
         "open": np.linspace(1, 2, 3 * len(days)), "high": np.nan, "low": None,
-        "close": np.arange(3 * len(days)) / 7.0, "adj_close": np.arange(3 * len(days)) / 3.0,
+        "close": (np.arange(3 * len(days)) + 1) / 7.0, "adj_close": (np.arange(3 * len(days)) + 1) / 3.0,
         "volume": np.arange(3 * len(days)),
     })
     _upsert(engine, "prices", frame, ["ticker", "date"])

@@ -36,7 +36,11 @@ from feedback_loop.lib.portfolio.shadow import (
     shadow_resolution_window,
 )
 from feedback_loop.lib.signals import checks as signal_checks
-from feedback_loop.lib.signals.features import FEATURE_HISTORY_DAYS, compute_ticker_features
+from feedback_loop.lib.signals.features import (
+    FEATURE_HISTORY_DAYS,
+    FEATURE_PRICE_COLUMNS,
+    compute_ticker_features,
+)
 from feedback_loop.lib.signals.heuristic import score_heuristic
 from feedback_loop.lib.signals.trading import build_signals
 from feedback_loop.lib.vocab import PredictionRole, ServingPath, SignalStatus, TradingMode
@@ -192,7 +196,7 @@ def ticker_features(context: dg.AssetExecutionContext, database: DatabaseResourc
             return _not_a_trading_day(day, "ticker_features")
         history_start = day - pd.Timedelta(days=FEATURE_HISTORY_DAYS)
         disclosures = ingest.read_disclosures(conn, as_of=day, filed_after=history_start)
-        prices = ingest.read_prices(conn, start=history_start, end=day)
+        prices = ingest.read_prices(conn, start=history_start, end=day, columns=FEATURE_PRICE_COLUMNS)
         sectors = ingest.read_sectors(conn)
     features = compute_ticker_features(disclosures, prices, as_of_dates=[day], sectors=sectors)
     with engine.begin() as conn:

@@ -85,3 +85,7 @@ class PriceSource(Protocol):
 
     def load_sectors(self) -> pd.DataFrame:
         """SECTOR_COLUMNS; empty when the source knows no sectors."""
+
+    def fingerprint(self) -> str | None:
+        """Changes whenever the rows the source returns may change; None when that cannot be told
+        (then every ingest takes all the source's rows instead of those after each watermark)."""

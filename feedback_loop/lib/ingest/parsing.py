@@ -795,17 +795,25 @@ class PriceParseResult:
     rows_read: int
 
 
-def parse_prices(raw: pd.DataFrame, today=None) -> PriceParseResult:
+def parse_prices(raw: pd.DataFrame, today=None, written_through: pd.Series | None = None) -> PriceParseResult:
     """Long-format price rows (text or numbers) -> storable prices + quarantined rows with a reason.
 
     A row is rejected without a ticker, with a date that does not parse or lies before MIN_PRICE_YEAR
     or after `today`, without close or adj_close, with any price that is not a positive finite
     number (open/high/low may be missing), or with a negative or non-finite volume.
+
+    `written_through` (ticker -> date) skips, unread, the rows of a ticker dated on or before its
+    date: rows an earlier ingest of the same source content has already taken (store.price_watermarks).
+    Rows whose ticker or date does not parse are always read, so they are always quarantined.
     """
     missing = [c for c in frames.PRICE_COLUMNS if c not in raw.columns]
     if missing:
         raise ValueError(f"price rows are missing columns {missing}")
     raw = raw[frames.PRICE_COLUMNS]
+    if written_through is not None and len(written_through) and len(raw):
+        codes, tickers = pd.factorize(_price_ticker(raw))  # a missing ticker: code -1, never skipped
+        through = np.append(written_through.reindex(tickers).to_numpy(dtype="datetime64[ns]"), np.datetime64("NaT"))
+        raw = raw[~(_price_date(raw).to_numpy() <= through[codes])]
     # float64, integer and datetime columns are read as they are: their text would read back to the
     # same values (float32's would not), and turning millions of numbers into strings was most of
     # a price ingest. Rejected rows keep their text form, so their row hashes do not change.
@@ -814,8 +822,7 @@ def parse_prices(raw: pd.DataFrame, today=None) -> PriceParseResult:
     typed |= {"date"} if pd.api.types.is_datetime64_any_dtype(raw["date"]) else set()
     text = _strings(raw[[c for c in frames.PRICE_COLUMNS if c not in typed]])
     ticker = normalize_ticker(text["ticker"])
-    date = (_calendar_day(raw["date"]) if "date" in typed else
-            pd.to_datetime(text["date"].str.strip().str[:10], format="%Y-%m-%d", errors="coerce").dt.normalize())
+    date = _price_date(raw, text["date"] if "date" in text else None)
     values = {c: raw[c].astype("float64") if c in typed else _numbers(text[c].str.strip())
               for c in frames.PRICE_COLUMNS[2:]}
     given = {c: raw[c].notna() if c in typed else text[c].str.strip().ne("") for c in frames.PRICE_COLUMNS[2:]}
@@ -850,6 +857,18 @@ def parse_prices(raw: pd.DataFrame, today=None) -> PriceParseResult:
         rejects=rejects.drop_duplicates("row_hash").reset_index(drop=True),
         rows_read=len(raw),
     )
+
+
+def _price_ticker(raw: pd.DataFrame) -> pd.Series:
+    return normalize_ticker(_strings(raw[["ticker"]])["ticker"])
+
+
+def _price_date(raw: pd.DataFrame, text: pd.Series | None = None) -> pd.Series:
+    """The calendar day of each row's date (NaT where it does not parse); `text`: the column as text."""
+    if pd.api.types.is_datetime64_any_dtype(raw["date"]):
+        return _calendar_day(raw["date"])
+    text = _strings(raw[["date"]])["date"] if text is None else text
+    return pd.to_datetime(text.str.strip().str[:10], format="%Y-%m-%d", errors="coerce").dt.normalize()
 
 
 def _calendar_day(dates: pd.Series) -> pd.Series:

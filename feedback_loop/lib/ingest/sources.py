@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -89,6 +90,15 @@ class FilePriceSource:
             wanted = set(parsing.normalize_ticker(pd.Series(list(tickers), dtype=object)).dropna())
             prices = prices[prices["ticker"].isin(wanted | {frames.MARKET_TICKER})]
         return prices.reset_index(drop=True)
+
+    def fingerprint(self) -> str:
+        """sha256 of the price file's (and the sectors file's) bytes, and of `today` when set."""
+        digest = hashlib.sha256(str(self.today).encode())
+        for path in (self.path, self.sectors_path):
+            if path is not None:
+                with path.open("rb") as handle:
+                    digest.update(hashlib.file_digest(handle, "sha256").digest())
+        return digest.hexdigest()
 
     def load_sectors(self) -> pd.DataFrame:
         if self.sectors_path is None:
@@ -193,3 +203,7 @@ class YFinancePriceSource:
 
     def load_sectors(self) -> pd.DataFrame:
         return frames.empty(frames.SECTOR_COLUMNS)
+
+    def fingerprint(self) -> None:
+        """None: Yahoo restates history at any time, so every ingest takes all it returns."""
+        return None

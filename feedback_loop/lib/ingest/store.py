@@ -79,6 +79,85 @@ def write_prices(conn: sa.Connection, prices: pd.DataFrame) -> int:
     return upsert_changed_parts(conn, "prices", prices[frames.PRICE_COLUMNS], ["ticker", "date"], parts)
 
 
+def price_watermarks(conn: sa.Connection, source_fingerprint: str | None) -> pd.Series:
+    """Ticker -> the date through which every price row of the source content `source_fingerprint`
+    is in prices (empty for a new or changed source, or one without a fingerprint: ingest it whole)."""
+    if source_fingerprint is None:
+        return pd.Series(dtype="datetime64[ns]")
+    frame = read_frame(conn, "SELECT ticker, written_through FROM ingest_watermarks"
+                             " WHERE table_name = 'prices' AND source_fingerprint = %(f)s", {"f": source_fingerprint})
+    if frame.empty:
+        return pd.Series(dtype="datetime64[ns]")
+    return pd.Series(pd.to_datetime(frame["written_through"]).astype("datetime64[ns]").to_numpy(),
+                     index=frame["ticker"].to_numpy())
+
+
+def write_price_watermarks(conn: sa.Connection, source_fingerprint: str | None, tickers, through,
+                           prices: pd.DataFrame) -> int:
+    """After the source's rows of `tickers` dated through `through` were written (`prices`: the
+    rows written this time), record how far each ticker is in; a source without a fingerprint
+    records nothing. Another source content's watermarks are dropped: they no longer hold."""
+    if source_fingerprint is None:
+        return 0
+    through = pd.Timestamp(through).normalize()
+    conn.execute(sa.text("DELETE FROM ingest_watermarks WHERE table_name = 'prices' AND source_fingerprint <> :f"),
+                 {"f": source_fingerprint})
+    known = read_frame(conn, "SELECT ticker, written_through, last_price_date FROM ingest_watermarks"
+                             " WHERE table_name = 'prices'")
+    latest = (pd.DataFrame({"ticker": prices["ticker"], "new_last": pd.to_datetime(prices["date"])})
+              .groupby("ticker", as_index=False)["new_last"].max())
+    frame = pd.DataFrame({"ticker": sorted(set(tickers) | set(latest["ticker"]))})
+    frame = frame.merge(known, on="ticker", how="left").merge(latest, on="ticker", how="left")
+    stored_through = pd.to_datetime(frame["written_through"]).astype("datetime64[ns]")
+    frame["written_through"] = stored_through.where(stored_through > through, through)
+    stored_last = pd.to_datetime(frame["last_price_date"]).astype("datetime64[ns]")
+    new_last = frame["new_last"].astype("datetime64[ns]")
+    frame["last_price_date"] = new_last.where(new_last.notna() & ~(stored_last > new_last), stored_last)
+    frame["table_name"], frame["source_fingerprint"] = "prices", source_fingerprint
+    return upsert_frame(conn, "ingest_watermarks", frame[["table_name", "ticker", "source_fingerprint",
+                                                         "written_through", "last_price_date"]],
+                        ["table_name", "ticker"])
+
+
+def priced_tickers(conn: sa.Connection) -> set[str]:
+    """Tickers with at least one price row, as the watermarks record them (cheaper than a scan of prices)."""
+    return set(conn.execute(sa.text("SELECT ticker FROM ingest_watermarks WHERE table_name = 'prices'"
+                                    " AND last_price_date IS NOT NULL")).scalars())
+
+
+NATURAL_KEY_CHECK = "disclosures_have_unique_natural_keys"
+_NATURAL_KEY = ("source, filer_name, transaction_date, disclosure_date, COALESCE(ticker, asset_description), "
+                "transaction_type, amount_min_usd, amount_max_usd, owner, ptr_link")
+
+
+def natural_key_duplicates(conn: sa.Connection) -> dict[str, int]:
+    """Natural keys shared by two or more disclosures, counted over the filing dates not verified
+    since they last changed (the key holds the filing date, so a duplicate lies within one date).
+
+    A filing date is verified while its ingest fingerprint equals the one recorded when it was
+    last found free of duplicates; a write behind the ingest drops every fingerprint, so all dates
+    are counted again. When none is found, every filing date's fingerprint is recorded as verified.
+    Run it on a REPEATABLE READ transaction: the count and the record then see the same rows.
+    """
+    trusted = ("SELECT to_date(f.part, 'YYYYMMDD') FROM ingest_fingerprints f JOIN verified_parts v"
+               " ON v.check_name = :check AND v.table_name = f.table_name AND v.part = f.part"
+               " AND v.fingerprint = f.fingerprint AND v.row_count = f.row_count WHERE f.table_name = 'disclosures'")
+    found = conn.execute(sa.text(
+        "SELECT count(*) FILTER (WHERE n > 1) AS keys, count(DISTINCT disclosure_date) FILTER (WHERE n > 1) AS dates,"
+        " count(DISTINCT disclosure_date) AS checked FROM ("
+        f" SELECT disclosure_date, count(*) AS n FROM disclosures WHERE disclosure_date NOT IN ({trusted})"
+        f" GROUP BY {_NATURAL_KEY}) k"), {"check": NATURAL_KEY_CHECK}).one()
+    if found.keys == 0:
+        conn.execute(sa.text(
+            "INSERT INTO verified_parts (check_name, table_name, part, fingerprint, row_count)"
+            " SELECT :check, table_name, part, fingerprint, row_count FROM ingest_fingerprints"
+            " WHERE table_name = 'disclosures' ON CONFLICT (check_name, table_name, part)"
+            " DO UPDATE SET fingerprint = EXCLUDED.fingerprint, row_count = EXCLUDED.row_count"),
+            {"check": NATURAL_KEY_CHECK})
+    return {"duplicate_keys": int(found.keys), "filing_dates_with_duplicates": int(found.dates),
+            "filing_dates_checked": int(found.checked)}
+
+
 def write_sectors(conn: sa.Connection, sectors: pd.DataFrame) -> int:
     return upsert_frame(conn, "ticker_sectors", sectors[frames.SECTOR_COLUMNS], ["ticker"])
 
@@ -148,15 +227,16 @@ def read_rejects(conn: sa.Connection) -> pd.DataFrame:
     )
 
 
-def read_prices(conn: sa.Connection, tickers=None, start=None, end=None) -> pd.DataFrame:
-    """Prices of `tickers` (all when None) with start <= date <= end (open bounds when None)."""
+def read_prices(conn: sa.Connection, tickers=None, start=None, end=None,
+                columns: list[str] = frames.PRICE_COLUMNS) -> pd.DataFrame:
+    """Prices of `tickers` (all when None) with start <= date <= end (open bounds when None);
+    `columns`: ticker, date and those of the price columns a caller needs (fewer travel faster)."""
     where, params = _where(
         ("ticker = ANY(%(tickers)s::text[])", "tickers", None if tickers is None else [str(t) for t in tickers]),
         ("date >= %(start)s", "start", _day(start)),
         ("date <= %(end)s", "end", _day(end)),
     )
-    return _read_prices(conn, f"SELECT {_select(frames.PRICE_COLUMNS)} FROM prices {where} ORDER BY ticker, date",
-                        params)
+    return _read_prices(conn, f"SELECT {_select(columns)} FROM prices {where} ORDER BY ticker, date", params, columns)
 
 
 def read_prices_since(conn: sa.Connection, starts: dict, end, bars_before: int = 0) -> pd.DataFrame:
@@ -179,9 +259,12 @@ def read_prices_since(conn: sa.Connection, starts: dict, end, bars_before: int =
     })
 
 
-def _read_prices(conn: sa.Connection, sql: str, params: dict) -> pd.DataFrame:
-    prices = _read(conn, sql, frames.PRICE_COLUMNS, params)
-    for column in frames.PRICE_COLUMNS[2:]:
+def _read_prices(conn: sa.Connection, sql: str, params: dict,
+                 columns: list[str] = frames.PRICE_COLUMNS) -> pd.DataFrame:
+    if columns[:2] != ["ticker", "date"] or not set(columns[2:]) <= set(frames.PRICE_COLUMNS[2:]):
+        raise ValueError(f"price columns must be ticker, date and some of {frames.PRICE_COLUMNS[2:]}: {columns}")
+    prices = _read(conn, sql, columns, params)
+    for column in columns[2:]:
         prices[column] = prices[column].astype(float)
     return prices
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -669,3 +670,7 @@ class SyntheticPriceSource:
 
     def load_sectors(self) -> pd.DataFrame:
         return generate(self.config).sectors.copy()
+
+    def fingerprint(self) -> str:
+        """The generated rows are a function of the config and of this module's code."""
+        return hashlib.sha256(repr(self.config).encode() + Path(__file__).read_bytes()).hexdigest()

@@ -126,6 +126,8 @@ MEMBER_RECORD_PRIOR_FILINGS = 10
 #: lookback plus the span of its horizon (20 trading days <= 31 calendar days) with room for
 #: a gap in the prices.
 FEATURE_HISTORY_DAYS = MEMBER_RECORD_LOOKBACK_DAYS + 60
+#: The price columns the features read (the adjusted close alone).
+FEATURE_PRICE_COLUMNS = ["ticker", "date", "adj_close"]
 #: Non-integer weights (log sizes, excess returns) are summed as int64 multiples of
 #: 2^-FIXED_POINT_BITS (about 6e-14): integer sums are exact, so a feature computed for one
 #: day equals, bit for bit, the same feature computed in a many-day pass over more rows (the
@@ -472,7 +474,7 @@ def _signed_excess(sided: pd.DataFrame, side: np.ndarray, prices: pd.DataFrame) 
     """(resolution day number, signed excess return fraction) of each purchase or sale (module
     docstring, `member_record`); the excess is NaN when it cannot be computed."""
     nothing = (np.zeros(len(sided), dtype=np.int64), np.full(len(sided), np.nan))
-    p = prices.loc[prices["adj_close"].notna(), ["ticker", "date", "adj_close"]]
+    p = prices.loc[prices["adj_close"].notna(), FEATURE_PRICE_COLUMNS]
     p = p.assign(date=_normalized(p["date"])).drop_duplicates(["ticker", "date"], keep="last")
     calendar = np.sort(p.loc[p["ticker"] == MARKET_TICKER, "date"].to_numpy("datetime64[ns]"))
     if len(calendar) == 0:
@@ -514,7 +516,7 @@ def _price_features(
     `PRICE_STALENESS_MAX_DAYS`, so a calendar day holds the value at the last price on or
     before it; a request reads its as_of row.
     """
-    p = prices.loc[prices["adj_close"].notna(), ["ticker", "date", "adj_close"]].copy()
+    p = prices.loc[prices["adj_close"].notna(), FEATURE_PRICE_COLUMNS].copy()
     as_of = requests["as_of"].to_numpy()
     if p.empty or len(requests) == 0:
         return {name: np.full(len(requests), np.nan) for name in _PRICE_FEATURES}

@@ -467,6 +467,13 @@ def has_unique_index(conn: sa.Connection, table: str, columns: list[str]) -> boo
         {"t": table, "c": list(columns)}).scalar())
 
 
+def has_check_constraint(conn: sa.Connection, table: str, name: str) -> bool:
+    """Whether `table` has the validated CHECK constraint `name` (so no row breaks it)."""
+    return bool(conn.execute(sa.text(
+        "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = CAST(:t AS regclass) AND conname = :n"
+        " AND contype = 'c' AND convalidated)"), {"t": table, "n": name}).scalar())
+
+
 def schema_engine(url: str, schema: str) -> sa.Engine:
     """An engine whose tables live in `schema` (created if missing): migrations and queries
     with unqualified names land there. Used to keep each replay apart from the operating tables."""
