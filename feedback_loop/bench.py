@@ -85,6 +85,7 @@ TARGETS = {
     "batch_scoring_s": 0.100,
     "single_scoring_p50_ms": 5.0,
     "ingest_prices_over_copy": 2.0,
+    "daily_step_over_replay_day": 3.0,
     "peak_memory_mb": 4096.0,
     "max_growth_1m_over_100k": 12.0,
 }
@@ -490,6 +491,7 @@ def check_targets(stages: dict[str, dict], peak_mb: float) -> dict[str, dict]:
         "batch_scoring_s": stages["batch_scoring"]["seconds"],
         "single_scoring_p50_ms": stages["single_scoring"]["p50_ms"],
         "ingest_prices_over_copy": stages["ingest_prices_reference"]["ingest_ratio"],
+        "daily_step_over_replay_day": stages["daily_loop_step"]["seconds"] / stages["replay_day"]["seconds"],
         "peak_memory_mb": peak_mb,
     }
     return {name: {"value": round(value, 4), "target": TARGETS[name], "met": value <= TARGETS[name]}
