@@ -93,6 +93,7 @@ def _fit_booster(frame: pd.DataFrame, feature_names: list[str], config: Training
         "max_depth": hp.max_depth, "eta": hp.learning_rate, "subsample": hp.subsample,
         "colsample_bytree": hp.colsample_bytree, "min_child_weight": hp.min_child_weight,
         "max_bin": hp.max_bin, "seed": hp.seed, "nthread": hp.nthread, "eval_metric": "mlogloss",
+        "multi_strategy": hp.multi_strategy,
     }
     return xgb.train(params, _training_matrix(frame, feature_names),
                      num_boost_round=hp.n_estimators)
