@@ -35,8 +35,10 @@ def _user_error(exc: Exception) -> UserError | None:
     """The one-line user error for an exception the project raises on bad input or setup, else None.
 
     ValueError and LookupError are how the library refuses input (unknown model id, a file it
-    cannot read, a date before the latest deployment); OSError covers missing/unreadable files.
+    cannot read, a date before the latest deployment); OSError covers missing/unreadable files;
+    JobFailed is a demo job whose step refused (a database holding another history).
     """
+    from feedback_loop.demo import JobFailed
     from feedback_loop.lib.models.flow import TrainingSetRejected
     from feedback_loop.lib.portfolio.broker import LiveTradingNotAllowed
 
@@ -44,7 +46,7 @@ def _user_error(exc: Exception) -> UserError | None:
         return UserError(f"database unreachable: {_first_line(exc.orig or exc)}")
     if isinstance(exc, TrainingSetRejected):
         return UserError(f"training set rejected by its checks: {_first_line(exc)}")
-    if isinstance(exc, (PostgresNotFound, LiveTradingNotAllowed, LookupError, ValueError, OSError)):
+    if isinstance(exc, (PostgresNotFound, LiveTradingNotAllowed, JobFailed, LookupError, ValueError, OSError)):
         return UserError(_first_line(exc))
     return None
 

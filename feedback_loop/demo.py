@@ -33,7 +33,9 @@ def _definitions() -> dg.Definitions:
     return defs() if callable(defs) else defs
 
 
-QUIET_LOGGERS = {"console": {"config": {"log_level": "WARNING"}}}
+#: A failed step reaches the user as the CLI's one line (`JobFailed`: the step and its reason);
+#: its stack trace stays in the run's log in the Dagster UI instead of the terminal.
+QUIET_LOGGERS = {"console": {"config": {"log_level": "CRITICAL"}}}
 
 
 def _run(job: dg.JobDefinition, instance: dg.DagsterInstance, run_config: dg.RunConfig | None = None,
@@ -42,9 +44,26 @@ def _run(job: dg.JobDefinition, instance: dg.DagsterInstance, run_config: dg.Run
     config = dg.RunConfig(ops=config.ops, resources=config.resources, loggers=QUIET_LOGGERS)
     result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=config, **kwargs)
     if not result.success:
-        failed = [e.step_key for e in result.all_events if e.is_step_failure]
-        raise RuntimeError(f"{job.name} failed at steps {failed}; see the run in the Dagster UI")
+        raise JobFailed(f"{job.name} failed at " + "; ".join(
+            f"{e.step_key}: {_failure_reason(e)}" for e in result.all_events if e.is_step_failure)
+            + " (the run and its log are in the Dagster UI)")
     return result
+
+
+class JobFailed(RuntimeError):
+    """A job of the demo failed; the message names each failed step and why."""
+
+
+def _failure_reason(event: dg.DagsterEvent) -> str:
+    """A step's own reason (a `dg.Failure`'s description), else the first line of the error that
+    caused it (Dagster wraps an op's exception in a step execution error)."""
+    data = event.step_failure_data
+    if data.user_failure_data is not None and data.user_failure_data.description:
+        return data.user_failure_data.description
+    error = data.error
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip().splitlines()[0]
 
 
 def run_demo(echo=print) -> dict:

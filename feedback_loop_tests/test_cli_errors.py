@@ -142,3 +142,31 @@ def test_no_traceback_reaches_stderr_of_a_real_process(cli_db, argv):
                           text=True, timeout=120)
     assert done.stdout == ""
     _assert_one_line_user_error(done.returncode, done.stderr, "")
+
+
+def test_a_failed_demo_job_is_one_line_naming_the_step_and_its_reason():
+    """The demo runs its jobs in process: a step's refusal reaches the user as its reason, in one line."""
+    import dagster as dg
+
+    from feedback_loop.cli import _user_error
+    from feedback_loop.demo import JobFailed, _run
+
+    @dg.op
+    def refuses():
+        raise dg.Failure("the database already holds model m: run the history on a fresh database")
+
+    @dg.op
+    def crashes():
+        raise KeyError("no such column")
+
+    @dg.job
+    def demo_like():
+        refuses()
+        crashes()
+
+    with pytest.raises(JobFailed) as failed:
+        _run(demo_like, dg.DagsterInstance.ephemeral())
+    message = str(_user_error(failed.value).format_message())
+    assert "\n" not in message
+    assert "refuses: the database already holds model m: run the history on a fresh database" in message
+    assert "crashes: KeyError: 'no such column'" in message
