@@ -7,7 +7,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from feedback_loop.lib.training.config import TrainingConfig, horizon_calendar_days
+from feedback_loop.lib.training.config import Hyperparameters, TrainingConfig, horizon_calendar_days
 from feedback_loop.lib.vocab import SignalType
 
 
@@ -65,7 +65,15 @@ def test_old_dict_without_outcome_fields_loads_with_defaults():
     assert restored.use_outcomes is False
     assert restored.outcome_weight == 2.0
     assert restored.outcome_window_days == 90
-    assert TrainingConfig.from_dict({}) == TrainingConfig()
+    assert TrainingConfig.from_dict({}) == TrainingConfig(
+        hyperparameters=Hyperparameters(multi_strategy="one_output_per_tree"))
+
+
+def test_a_stored_config_from_before_multi_output_trees_reports_the_recipe_it_was_trained_with():
+    old = TrainingConfig().to_dict()
+    old["hyperparameters"].pop("multi_strategy")
+    assert TrainingConfig.from_dict(old).hyperparameters.multi_strategy == "one_output_per_tree"
+    assert TrainingConfig.from_dict(TrainingConfig().to_dict()).hyperparameters.multi_strategy == "multi_output_tree"
 
 
 def test_classes_are_ordered_bearish_to_bullish():

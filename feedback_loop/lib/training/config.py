@@ -51,6 +51,11 @@ class Hyperparameters(BaseModel):
     nthread: int = Field(default=1, ge=1)
 
 
+#: What a stored config written before the field existed was trained with (XGBoost's default:
+#: one tree per class and round), so an older model reports the recipe it was built with.
+HYPERPARAMETERS_BEFORE_THEIR_FIELD: dict[str, Any] = {"multi_strategy": "one_output_per_tree"}
+
+
 class TrainingConfig(BaseModel):
     """What a challenger is trained on and how it is validated.
 
@@ -126,8 +131,11 @@ class TrainingConfig(BaseModel):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
-        """Inverse of `to_dict`; fields an older dict lacks take their defaults."""
-        return cls.model_validate(data)
+        """Inverse of `to_dict` for a stored config. Fields an older record lacks take their
+        defaults, except hyperparameters added with a default that trains differently from
+        before (`HYPERPARAMETERS_BEFORE_THEIR_FIELD`): the record was trained the old way."""
+        hyperparameters = {**HYPERPARAMETERS_BEFORE_THEIR_FIELD, **data.get("hyperparameters", {})}
+        return cls.model_validate({**data, "hyperparameters": hyperparameters})
 
 
 def training_config_for(policy: PortfolioPolicy, **knobs: Any) -> TrainingConfig:
