@@ -545,7 +545,10 @@ def status(as_of: dt.date, as_json: bool) -> None:
 @click.option("--exit-policy", type=click.Choice([p.value for p in ExitPolicy]),
               default=policy.PortfolioPolicy().exit_policy, show_default=True,
               help="The paper portfolio's exit policy (lib/policy.EXIT_RULES); its timeout is the label horizon.")
-def replay(start, end, disclosure_files, legislator_files, price_file, report_dir, persist, exit_policy) -> None:
+@click.option("--processes", type=click.IntRange(min=1), default=min(3, os.cpu_count() or 1), show_default=True,  # 3 arms
+              help="Worker processes the arms run in side by side (1: one after the other, here).")
+def replay(start, end, disclosure_files, legislator_files, price_file, report_dir, persist, exit_policy,
+           processes) -> None:
     """Run the loop day by day over [START, END] for every arm and write the comparison report."""
     import dataclasses
     from pathlib import Path
@@ -581,7 +584,8 @@ def replay(start, end, disclosure_files, legislator_files, price_file, report_di
         return update
 
     portfolio_policy = dataclasses.replace(policy.PortfolioPolicy(), exit_policy=exit_policy)
-    states = replay_lib.run_arms(inputs, start, end, progress=progress, portfolio_policy=portfolio_policy)
+    states = replay_lib.run_arms(inputs, start, end, progress=progress, portfolio_policy=portfolio_policy,
+                                 processes=processes)
     for bar in bars:
         bar.close()
     report = build_report(states, inputs.data.prices, start=start, end=end, data_description=inputs.description,

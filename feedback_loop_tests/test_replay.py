@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
@@ -31,6 +32,28 @@ def test_replay_writes_each_arm_into_its_own_schema_never_the_operating_tables(d
         assert count("replay_t1_closed_loop.ml_models WHERE status = 'active'") == 1
         assert count("replay_t1_closed_loop.disclosures") == len(ds.disclosures)
     engine.dispose()
+
+
+def test_arms_in_worker_processes_report_every_day_and_end_in_the_same_state():
+    config = SyntheticConfig.scale(1500, 60, 1.5, seed=3)
+    ds = generate(config)
+    inputs = ReplayInputs(LoopData(ds.disclosures, ds.prices, ds.sectors, ds.politicians), None, {})
+    seen: dict[str, list] = {}
+
+    def progress(arm, days):
+        seen[arm] = []
+        return lambda day, figures: seen[arm].append((day, figures["trades"]))
+
+    arms = (HEURISTIC_ARM, CLOSED_LOOP_ARM)
+    parallel = run_arms(inputs, "2024-03-01", "2024-03-29", arms=arms, processes=2, progress=progress)
+    alone = run_arms(inputs, "2024-03-01", "2024-03-29", arms=arms)
+    assert list(parallel) == ["heuristic_only", "closed_loop"]
+    for arm in ("heuristic_only", "closed_loop"):
+        days = [day for day, _ in seen[arm]]
+        assert days == sorted(days) and len(days) == len(parallel[arm].portfolio.equity) > 15
+        pd.testing.assert_frame_equal(parallel[arm].signals, alone[arm].signals)
+        pd.testing.assert_frame_equal(parallel[arm].portfolio.equity, alone[arm].portfolio.equity)
+    assert parallel["closed_loop"].deployments == alone["closed_loop"].deployments
 
 
 @pytest.mark.realdata

@@ -68,7 +68,8 @@ def replay_decisions() -> dict:
     ds = generate(CONFIG)
     inputs = ReplayInputs(LoopData(ds.disclosures, ds.prices, ds.sectors, ds.politicians),
                           SyntheticDisclosureSource(CONFIG).load_disclosures(), {})
-    states = run_arms(inputs, START, END, training_config=RECORDED_RECIPE)
+    # In two worker processes, as the CLI runs a replay on two cores.
+    states = run_arms(inputs, START, END, training_config=RECORDED_RECIPE, processes=2)
     out = {}
     for arm, state in states.items():
         out[arm] = {

@@ -10,7 +10,10 @@ writes into its own Postgres schemas (`replay_<id>_<arm>`), never the operating 
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import queue
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,19 +110,83 @@ def run_arms(inputs: ReplayInputs, start, end, *, arms: Sequence[ArmConfig] = AR
              progress: Callable[[str, int], Callable[[pd.Timestamp, dict], None]] | None = None,
              training_config: TrainingConfig | None = None,
              portfolio_policy: PortfolioPolicy | None = None,
-             panel: FeaturePanel | None = None) -> dict[str, LoopState]:
+             panel: FeaturePanel | None = None, processes: int = 1) -> dict[str, LoopState]:
     """Run every arm on the same data and feature panel (built here unless given: `feature_panel`);
-    `progress(arm, days)` returns a per-day callback."""
+    `progress(arm, days)` returns a per-day callback.
+
+    With `processes` > 1 the arms run side by side in that many worker processes, each on its own
+    copy of the data. An arm depends on nothing but its inputs, so its state is the same as in one
+    process (`test_replay_parity.py` replays both ways)."""
     policy = portfolio_policy or PortfolioPolicy()
     config = training_config or training_config_for(policy)
     panel = panel or feature_panel(inputs, start, end, config)
-    states = {}
-    for arm in arms:
+    job = _ArmJob(inputs.data, panel, policy, config, start, end)
+    if processes <= 1 or len(arms) <= 1:
+        return {arm.name: job.run(arm, progress(arm.name, len(job.days())) if progress else None) for arm in arms}
+    return _run_in_processes(job, arms, processes, progress)
+
+
+@dataclass(frozen=True)
+class _ArmJob:
+    """What every arm of one replay shares; picklable, so a worker process can run an arm of it."""
+
+    data: LoopData
+    panel: FeaturePanel
+    policy: PortfolioPolicy
+    config: TrainingConfig
+    start: object
+    end: object
+
+    def days(self) -> pd.DatetimeIndex:
+        return trading_days_between(self.data.prices, self.start, self.end)
+
+    def run(self, arm: ArmConfig, progress: Callable[[pd.Timestamp, dict], None] | None) -> LoopState:
         # Without fold validation (it only adds fold metrics to the model records; decisions are the same).
-        engine = LoopEngine(inputs.data, arm, start=start, end=end, portfolio_policy=policy,
-                            training_config=config, panel=panel, validate_models=False)
-        states[arm.name] = engine.run(progress(arm.name, len(engine.days)) if progress else None)
-    return states
+        engine = LoopEngine(self.data, arm, start=self.start, end=self.end, portfolio_policy=self.policy,
+                            training_config=self.config, panel=self.panel, validate_models=False)
+        return engine.run(progress)
+
+
+#: The worker process's job and progress queue, set once per process by `_start_worker`.
+_worker: dict = {}
+
+
+def _start_worker(job: _ArmJob, updates) -> None:
+    _worker.update(job=job, updates=updates)
+
+
+def _run_arm_in_worker(arm: ArmConfig) -> LoopState:
+    updates = _worker["updates"]
+    report = (lambda day, figures: updates.put((arm.name, day, figures))) if updates is not None else None
+    return _worker["job"].run(arm, report)
+
+
+def _run_in_processes(job: _ArmJob, arms: Sequence[ArmConfig], processes: int, progress) -> dict[str, LoopState]:
+    """The arms in `processes` spawned workers (a fork would inherit the parent's OpenMP threads,
+    which XGBoost's runtime does not survive), the retraining arms first: they take longest.
+    The per-day progress comes back through a queue and is reported here, in the caller's process."""
+    context = multiprocessing.get_context("spawn")
+    updates = context.Queue() if progress else None
+    callbacks = {arm.name: progress(arm.name, len(job.days())) for arm in arms} if progress else {}
+
+    def report_progress() -> None:
+        while updates is not None:
+            try:
+                name, day, figures = updates.get_nowait()
+            except queue.Empty:
+                return
+            callbacks[name](day, figures)
+
+    with ProcessPoolExecutor(max_workers=min(processes, len(arms)), mp_context=context,
+                             initializer=_start_worker, initargs=(job, updates)) as pool:
+        futures = {arm.name: pool.submit(_run_arm_in_worker, arm)
+                   for arm in sorted(arms, key=lambda arm: not arm.retrain)}
+        pending = set(futures.values())
+        while pending:
+            _, pending = wait(pending, timeout=0.2)
+            report_progress()
+    report_progress()
+    return {arm.name: futures[arm.name].result() for arm in arms}
 
 
 def feature_panel(inputs: ReplayInputs, start, end, config: TrainingConfig) -> FeaturePanel:

@@ -86,6 +86,14 @@ def outcomes_from_positions(positions: pd.DataFrame, signals: pd.DataFrame, pric
     return out[SIGNAL_OUTCOME_COLUMNS].reset_index(drop=True)
 
 
+#: Day numbers (days since 1970) stay below this, so rank × it + day sorts like (rank, day).
+_DAY_NUMBERS = 1 << 20
+
+
+def _day_numbers(dates: pd.Series) -> np.ndarray:
+    return dates.to_numpy("datetime64[D]").astype("int64")
+
+
 def _directional_outcome(signal_types: pd.Series, return_pct: pd.Series) -> pd.Series:
     """classify(direction × return) for buy/sell types; None for hold or missing types."""
     direction = signal_types.map(SIGNAL_DIRECTION).astype("float64")
@@ -106,27 +114,30 @@ def shadow_outcomes(signals: pd.DataFrame, prices: pd.DataFrame, as_of, horizon_
     """
     as_of = pd.Timestamp(as_of).normalize()
     adjusted = adjusted_ohlc(prices[pd.to_datetime(prices["date"]) <= as_of])
-    adjusted["trading_day"] = adjusted.groupby("ticker").cumcount()
     called = signals[signals["heuristic_signal_type"].map(SIGNAL_DIRECTION).fillna(0) != 0].copy()
     if "challenger_signal_type" not in called.columns:
         called["challenger_signal_type"] = None
     called["as_of"] = pd.to_datetime(called["as_of"]).dt.normalize().astype("datetime64[ns]")
-    # merge_asof needs identical key dtypes; tickers arrive as str (pandas 3 CSV/inference) or object.
     called["ticker"] = called["ticker"].astype(object)
-    adjusted["ticker"] = adjusted["ticker"].astype(object)
 
-    entries = pd.merge_asof(
-        called.sort_values("as_of"),
-        adjusted[["ticker", "date", "adj_open", "trading_day"]].sort_values("date"),
-        left_on="as_of", right_on="date", by="ticker",
-        direction="forward", allow_exact_matches=False,
-    ).rename(columns={"date": "entry_date", "adj_open": "entry_price"})
-    entries["exit_day"] = entries["trading_day"] + horizon_days - 1
-    exits = adjusted[["ticker", "trading_day", "date", "adj_close"]].rename(
-        columns={"trading_day": "exit_day", "date": "exit_date", "adj_close": "exit_price"})
-    resolved = entries.dropna(subset=["entry_date"]).astype({"exit_day": "int64"}).merge(
-        exits, on=["ticker", "exit_day"], how="inner")
-    resolved = resolved[resolved["entry_price"].notna()].reset_index(drop=True)
+    # The bars (sorted by ticker, date) as one ascending key: a signal's entry is the first bar
+    # above (its ticker, its date), its exit the bar horizon_days - 1 later if still its ticker's.
+    tickers = adjusted["ticker"].to_numpy(object)
+    names = pd.unique(tickers)
+    bar_rank = np.searchsorted(names, tickers)
+    keys = bar_rank * _DAY_NUMBERS + _day_numbers(adjusted["date"])
+    signal_tickers = called["ticker"].to_numpy(object)
+    rank = np.searchsorted(names, signal_tickers)
+    entry = np.searchsorted(keys, rank * _DAY_NUMBERS + _day_numbers(called["as_of"]), side="right")
+    exit_ = entry + horizon_days - 1
+    found = exit_ < len(keys)
+    found[found] = bar_rank[exit_[found]] == rank[found]  # so rank is a ticker with bars
+    found[found] = (bar_rank[entry[found]] == rank[found]) & (names[rank[found]] == signal_tickers[found])
+    found[found] = adjusted["adj_open"].notna().to_numpy()[entry[found]]
+    entry, exit_ = entry[found], exit_[found]
+    resolved = called[found].reset_index(drop=True).assign(
+        entry_date=adjusted["date"].to_numpy()[entry], entry_price=adjusted["adj_open"].to_numpy("float64")[entry],
+        exit_date=adjusted["date"].to_numpy()[exit_], exit_price=adjusted["adj_close"].to_numpy("float64")[exit_])
 
     return_pct = (resolved["exit_price"] / resolved["entry_price"] - 1.0) * 100.0
     out = resolved.assign(

@@ -140,11 +140,14 @@ def stop_loss_price(history: pd.DataFrame, entry_price: float, policy: Portfolio
 
 
 def held_trading_days(positions: pd.DataFrame, bars: pd.DataFrame) -> pd.Series:
-    """Per position: the ticker's bars dated from its entry date through the last bar given (0 if none)."""
-    since_entry = positions[["ticker", "entry_date"]].rename_axis("position").reset_index().merge(
-        bars[["ticker", "date"]], on="ticker")
-    counted = since_entry[since_entry["date"] >= since_entry["entry_date"]].groupby("position").size()
-    return counted.reindex(positions.index, fill_value=0)
+    """Per position: the ticker's bars dated from its entry date through the last bar given (0 if none).
+    `bars` is sorted by (ticker, date), as `adjusted_ohlc` returns it."""
+    tickers, dates = bars["ticker"].to_numpy(object), bars["date"].to_numpy("datetime64[ns]")
+    counts = []
+    for ticker, entry in zip(positions["ticker"].tolist(), positions["entry_date"].to_numpy("datetime64[ns]")):
+        first, end = np.searchsorted(tickers, ticker, "left"), np.searchsorted(tickers, ticker, "right")
+        counts.append(end - (first + np.searchsorted(dates[first:end], entry, "left")))
+    return pd.Series(np.array(counts, dtype="int64"), index=positions.index)
 
 
 def step_portfolio(
@@ -182,40 +185,47 @@ def step_portfolio(
     statuses: list[tuple[str, str]] = []
 
     # (a1) sell-side signals close longs at the open.
-    for signal in signals[signals["signal_type"].isin(SELL_SIDE)].sort_values("signal_id").itertuples():
-        held = positions.index[(positions["status"] == PositionStatus.OPEN)
-                               & (positions["ticker"] == signal.ticker)]
-        if len(held) == 0:
-            statuses.append((signal.signal_id, SignalStatus.SKIPPED_NO_POSITION))
+    open_rows: dict[str, list[int]] = {}  # ticker -> row positions of its open longs (positions has a RangeIndex)
+    for row in np.flatnonzero((positions["status"] == PositionStatus.OPEN).to_numpy()):
+        open_rows.setdefault(positions["ticker"].iat[row], []).append(int(row))
+    open_today = today["adj_open"].to_dict()
+    sells = signals[signals["signal_type"].isin(SELL_SIDE)].sort_values("signal_id")
+    for signal_id, ticker in zip(sells["signal_id"].tolist(), sells["ticker"].tolist()):
+        held = open_rows.get(ticker)
+        if not held:
+            statuses.append((signal_id, SignalStatus.SKIPPED_NO_POSITION))
             continue
-        fill_price = today["adj_open"].get(signal.ticker, np.nan)
+        fill_price = open_today.get(ticker, np.nan)
         if np.isnan(fill_price):
-            statuses.append((signal.signal_id, SignalStatus.SKIPPED_NO_PRICE))
+            statuses.append((signal_id, SignalStatus.SKIPPED_NO_PRICE))
             continue
         cash_usd += float((positions.loc[held, "quantity"] * fill_price).sum())
         positions.loc[held, ["status", "exit_date", "exit_price", "exit_reason"]] = [
             PositionStatus.CLOSED.value, as_of, fill_price, ExitReason.SELL_SIGNAL.value,
         ]
-        statuses.append((signal.signal_id, SignalStatus.CLOSED_LONG))
+        del open_rows[ticker]
+        statuses.append((signal_id, SignalStatus.CLOSED_LONG))
 
     # (a2) buy-side signals open longs at the open, highest confidence first.
     equity_usd = state.last_equity_usd()
-    held_tickers = set(positions.loc[positions["status"] == PositionStatus.OPEN, "ticker"])
+    held_tickers = set(open_rows)
     opened: list[dict] = []
     buys = signals[signals["signal_type"].isin(BUY_SIDE)].sort_values(
         ["confidence", "signal_id"], ascending=[False, True], kind="stable")
-    for signal in buys.itertuples():
-        fill_price = today["adj_open"].get(signal.ticker, np.nan)
+    bar_tickers = bars["ticker"].to_numpy(object)
+    for signal_id, ticker, confidence in zip(buys["signal_id"].tolist(), buys["ticker"].tolist(),
+                                             buys["confidence"].tolist()):
+        fill_price = open_today.get(ticker, np.nan)
         size_usd = min(
-            equity_usd * policy.base_position_frac * signal.confidence / policy.min_queue_confidence,
+            equity_usd * policy.base_position_frac * confidence / policy.min_queue_confidence,
             equity_usd * policy.max_position_frac,
             cash_usd,
         )
-        if signal.ticker in held_tickers:
+        if ticker in held_tickers:
             status = SignalStatus.SKIPPED_ALREADY_HELD
         elif len(held_tickers) >= policy.max_open_positions:
             status = SignalStatus.SKIPPED_MAX_POSITIONS
-        elif (signal.confidence < policy.risk_check_confidence
+        elif (confidence < policy.risk_check_confidence
               and len(held_tickers) >= policy.risk_check_open_positions):
             status = SignalStatus.SKIPPED_RISK
         elif np.isnan(fill_price) or fill_price <= 0:
@@ -225,19 +235,21 @@ def step_portfolio(
         else:
             status = SignalStatus.FILLED
             cash_usd -= size_usd
-            held_tickers.add(signal.ticker)
-            history = bars[(bars["ticker"] == signal.ticker) & (bars["date"] < as_of)]
+            held_tickers.add(ticker)
+            ticker_bars = bars.iloc[np.searchsorted(bar_tickers, ticker, "left"):
+                                    np.searchsorted(bar_tickers, ticker, "right")]
+            history = ticker_bars[ticker_bars["date"] < as_of]
             opened.append({
-                "position_id": signal.signal_id, "signal_id": signal.signal_id,
-                "ticker": signal.ticker, "status": PositionStatus.OPEN.value,
+                "position_id": signal_id, "signal_id": signal_id,
+                "ticker": ticker, "status": PositionStatus.OPEN.value,
                 "trading_mode": str(policy.trading_mode), "quantity": size_usd / fill_price,
                 "entry_date": as_of, "entry_price": fill_price,
                 "stop_loss_price": stop_loss_price(history, fill_price, policy),
-                "highest_close": today.at[signal.ticker, "adj_close"],
-                "confidence": signal.confidence, "exit_date": pd.NaT, "exit_price": np.nan,
+                "highest_close": today.at[ticker, "adj_close"],
+                "confidence": confidence, "exit_date": pd.NaT, "exit_price": np.nan,
                 "exit_reason": None, "broker_order_id": None,
             })
-        statuses.append((signal.signal_id, status))
+        statuses.append((signal_id, status))
     if opened:
         positions = _typed_positions(pd.concat([positions, pd.DataFrame(opened)], ignore_index=True))
 
