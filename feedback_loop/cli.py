@@ -584,17 +584,16 @@ def replay(start, end, disclosure_files, legislator_files, price_file, report_di
         return update
 
     portfolio_policy = dataclasses.replace(policy.PortfolioPolicy(), exit_policy=exit_policy)
+    target = replay_lib.ReplayTarget(db.ensure_databases(), replay_id, out / "models") if persist else None
     states = replay_lib.run_arms(inputs, start, end, progress=progress, portfolio_policy=portfolio_policy,
-                                 processes=processes)
+                                 processes=processes, persist_to=target)
     for bar in bars:
         bar.close()
+    if target is not None:
+        click.echo(f"  wrote schemas {', '.join(target.schema(arm) for arm in states)}")
     report = build_report(states, inputs.data.prices, start=start, end=end, data_description=inputs.description,
                           policy=portfolio_policy)
     written = write_report(report, states, inputs.data.prices, out)
-    if persist:
-        schemas = replay_lib.persist_replay(db.ensure_databases(), replay_id, inputs, states, out / "models",
-                                            portfolio_policy)
-        click.echo(f"  wrote schemas {', '.join(schemas)}")
     click.echo(f"report: {', '.join(str(p) for p in written)}")
     verdict = report.get("verdict", {})
     for key, value in verdict.items():

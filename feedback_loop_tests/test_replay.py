@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from feedback_loop.cli import main
 from feedback_loop.lib.ingest.synthetic import SyntheticConfig, SyntheticDisclosureSource, generate
 from feedback_loop.lib.loop.engine import CLOSED_LOOP_ARM, HEURISTIC_ARM, LoopData
-from feedback_loop.lib.loop.replay import ReplayInputs, persist_replay, run_arms
+from feedback_loop.lib.loop.replay import ReplayInputs, ReplayTarget, run_arms
 
 
 def test_replay_writes_each_arm_into_its_own_schema_never_the_operating_tables(db_url, tmp_path):
@@ -18,9 +18,8 @@ def test_replay_writes_each_arm_into_its_own_schema_never_the_operating_tables(d
     ds = generate(config)
     inputs = ReplayInputs(LoopData(ds.disclosures, ds.prices, ds.sectors, ds.politicians),
                           SyntheticDisclosureSource(config).load_disclosures(), {})
-    states = run_arms(inputs, "2024-03-01", "2024-03-29", arms=(HEURISTIC_ARM, CLOSED_LOOP_ARM))
-    schemas = persist_replay(db_url, "t1", inputs, states, tmp_path / "models")
-    assert schemas == ["replay_t1_heuristic_only", "replay_t1_closed_loop"]
+    states = run_arms(inputs, "2024-03-01", "2024-03-29", arms=(HEURISTIC_ARM, CLOSED_LOOP_ARM),
+                      processes=2, persist_to=ReplayTarget(db_url, "t1", tmp_path / "models"))
     engine = sa.create_engine(db_url)
     with engine.connect() as conn:
         def count(table):

@@ -110,9 +110,11 @@ def run_arms(inputs: ReplayInputs, start, end, *, arms: Sequence[ArmConfig] = AR
              progress: Callable[[str, int], Callable[[pd.Timestamp, dict], None]] | None = None,
              training_config: TrainingConfig | None = None,
              portfolio_policy: PortfolioPolicy | None = None,
-             panel: FeaturePanel | None = None, processes: int = 1) -> dict[str, LoopState]:
+             panel: FeaturePanel | None = None, processes: int = 1,
+             persist_to: ReplayTarget | None = None) -> dict[str, LoopState]:
     """Run every arm on the same data and feature panel (built here unless given: `feature_panel`);
-    `progress(arm, days)` returns a per-day callback.
+    `progress(arm, days)` returns a per-day callback. With `persist_to`, each arm is written to
+    its schema as soon as it has run (`persist_arm`).
 
     With `processes` > 1 the arms run side by side in that many worker processes, each on its own
     copy of the data. An arm depends on nothing but its inputs, so its state is the same as in one
@@ -120,7 +122,7 @@ def run_arms(inputs: ReplayInputs, start, end, *, arms: Sequence[ArmConfig] = AR
     policy = portfolio_policy or PortfolioPolicy()
     config = training_config or training_config_for(policy)
     panel = panel or feature_panel(inputs, start, end, config)
-    job = _ArmJob(inputs.data, panel, policy, config, start, end)
+    job = _ArmJob(inputs.data, inputs.batch, panel, policy, config, start, end, persist_to)
     if processes <= 1 or len(arms) <= 1:
         return {arm.name: job.run(arm, progress(arm.name, len(job.days())) if progress else None) for arm in arms}
     return _run_in_processes(job, arms, processes, progress)
@@ -131,11 +133,13 @@ class _ArmJob:
     """What every arm of one replay shares; picklable, so a worker process can run an arm of it."""
 
     data: LoopData
+    batch: DisclosureBatch | None
     panel: FeaturePanel
     policy: PortfolioPolicy
     config: TrainingConfig
     start: object
     end: object
+    target: ReplayTarget | None
 
     def days(self) -> pd.DatetimeIndex:
         return trading_days_between(self.data.prices, self.start, self.end)
@@ -144,7 +148,10 @@ class _ArmJob:
         # Without fold validation (it only adds fold metrics to the model records; decisions are the same).
         engine = LoopEngine(self.data, arm, start=self.start, end=self.end, portfolio_policy=self.policy,
                             training_config=self.config, panel=self.panel, validate_models=False)
-        return engine.run(progress)
+        state = engine.run(progress)
+        if self.target is not None:
+            persist_arm(self.target, arm.name, state, self.batch, self.data, self.policy)
+        return state
 
 
 #: The worker process's job and progress queue, set once per process by `_start_worker`.
@@ -211,21 +218,31 @@ def compare_exit_policies(inputs: ReplayInputs, start, end, exit_policies: Seque
             for name, policy in policies.items()}
 
 
-def persist_replay(url: str, replay_id: str, inputs: ReplayInputs, states: dict[str, LoopState],
-                   artifact_root: Path, policy: PortfolioPolicy | None = None) -> list[str]:
-    """Write each arm into its own schema `replay_<id>_<arm>` (ingested data and the portfolio policy it
-    ran under included); return the schemas."""
-    schemas = []
-    for name, state in states.items():
-        schema = f"replay_{replay_id}_{name}"
-        engine = db.schema_engine(url, schema)
-        db.migrate(engine)
-        with engine.begin() as conn:
-            write_policy(conn, policy or PortfolioPolicy())
-            ingest.write_batch(conn, inputs.batch)
-            ingest.write_prices(conn, inputs.data.prices)
-            ingest.write_sectors(conn, inputs.data.sectors)
-        persist_history(engine, state, artifact_root / name)
-        engine.dispose()
-        schemas.append(schema)
-    return schemas
+@dataclass(frozen=True)
+class ReplayTarget:
+    """Where a replay is written: each arm into schema `replay_<id>_<arm>` of the database at `url`,
+    its model artifacts under `artifact_root/<arm>`."""
+
+    url: str
+    replay_id: str
+    artifact_root: Path
+
+    def schema(self, arm: str) -> str:
+        return f"replay_{self.replay_id}_{arm}"
+
+
+def persist_arm(target: ReplayTarget, arm: str, state: LoopState, batch: DisclosureBatch, data: LoopData,
+                policy: PortfolioPolicy) -> str:
+    """Write one arm into its own schema (ingested data and the portfolio policy it ran under
+    included); return the schema."""
+    schema = target.schema(arm)
+    engine = db.schema_engine(target.url, schema)
+    db.migrate(engine)
+    with engine.begin() as conn:
+        write_policy(conn, policy)
+        ingest.write_batch(conn, batch)
+        ingest.write_prices(conn, data.prices)
+        ingest.write_sectors(conn, data.sectors)
+    persist_history(engine, state, target.artifact_root / arm)
+    engine.dispose()
+    return schema
