@@ -216,6 +216,8 @@ GROUP BY c.as_of, s.sector
 # Each purchase or sale resolves on the `horizon`-th SPY trading day after the last one on or
 # before its filing day; a request averages, over its ticker's purchases and sales in the
 # window whose filer has resolved filings in the lookback, side × the filer's shrunk record.
+# A filer's sum and count over (as_of - lookback, as_of] are differences of running totals
+# (joining each pair to every filing of its filer grew with the square of filings per member).
 _MEMBER_RECORD_SQL = """
 CREATE TEMP TABLE member_record AS
 WITH calendar AS (
@@ -246,14 +248,20 @@ pairs AS (
     FROM requests AS q
     JOIN sided AS s ON s.ticker = q.ticker AND s.filed <= q.as_of AND s.filed > q.as_of - $window
 ),
+running AS (
+    SELECT politician, resolved, sum(total) OVER w AS total_through, sum(filings) OVER w AS filings_through
+    FROM (SELECT politician, resolved, sum(excess) AS total, count(*) AS filings FROM outcomes GROUP BY ALL)
+    WINDOW w AS (PARTITION BY politician ORDER BY resolved ROWS UNBOUNDED PRECEDING)
+),
 records AS (
-    SELECT p.row_id, p.trade_id, any_value(p.side) AS side, sum(o.excess) AS total, count(*) AS filings
+    SELECT p.row_id, p.side, now.total_through - coalesce(old.total_through, 0) AS total,
+           now.filings_through - coalesce(old.filings_through, 0) AS filings
     FROM pairs AS p
-    JOIN outcomes AS o
-      ON o.politician = p.politician AND o.resolved <= p.as_of AND o.resolved > p.as_of - $lookback
-    GROUP BY p.row_id, p.trade_id
+    ASOF JOIN running AS now ON now.politician = p.politician AND now.resolved <= p.as_of
+    ASOF LEFT JOIN running AS old ON old.politician = p.politician AND old.resolved <= p.as_of - $lookback
 )
-SELECT row_id, avg(side * total / (filings + $prior)) AS member_record FROM records GROUP BY row_id
+SELECT row_id, avg(side * total / (filings + $prior)) AS member_record FROM records WHERE filings > 0
+GROUP BY row_id
 """
 
 _PRICE_FEATURES_SQL = """
