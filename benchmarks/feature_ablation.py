@@ -11,9 +11,10 @@ default `TrainingConfig`'s (5 classes of the 20-trading-day excess return over S
 row's label ends before the test block's first filing minus the embargo of the label
 horizon). Every feature set gets the same folds and the validation folds' model
 (`model.fold_proba`, default hyperparameters); its skill is the one-vs-rest macro ROC AUC
-of the pooled out-of-sample rows with a percentile bootstrap 95% interval
-(`metrics.bootstrap_rows`), and the gain of a group is the paired bootstrap interval of
-AUC(all) - AUC(all without the group) on the same resampled rows. Beside it, the
+of the pooled out-of-sample rows with a percentile bootstrap 95% interval over tickers
+(`metrics.bootstrap_weights`, as every model's holdout), and the gain of a group is the
+paired bootstrap interval of AUC(all) - AUC(all without the group) on the same resampled
+tickers. Beside it, the
 long-only view: the ROC AUC of the buy-side probability for "the excess return is above
 0" (`beats_spy_auc`), with its interval. `member_record` is a signed expectation by
 definition, so it is also scored as it is, without a model, on the same rows: the check
@@ -27,8 +28,8 @@ The rule, fixed before the first run (README "Feature ablation"): a group stays 
 `FEATURE_NAMES` unless its gain interval on the real 2019-2020 rows lies entirely below 0
 (it measurably hurts). It *earns* its place when that interval lies entirely above 0. An
 out-of-sample AUC above `LEAK_AUC` on real data is treated as a leak until shown otherwise.
-The row bootstrap treats rows as independent; rows of one filing day share the market,
-so the intervals are if anything too narrow, which makes "earns" easier, not harder.
+Tickers, not rows, are resampled: the rows of one ticker share its price path, so a row
+bootstrap's intervals would be too narrow (lib/training/metrics).
 """
 
 from __future__ import annotations
@@ -119,41 +120,38 @@ def ablation(rows: pd.DataFrame, config: TrainingConfig, folds: int) -> dict:
                                       for train, test in splits])
     returns = rows["forward_return_pct"].to_numpy()[tested]
     beats_spy = (returns > 0).astype(int)
-    everything = np.arange(len(y))[None, :]
+    everything = np.ones((1, len(y)), dtype=np.float32)
+    weights = metrics.bootstrap_weights(rows["ticker"].to_numpy()[tested])
 
-    def auc(p: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        return metrics.roc_auc_draws(y, p, idx)
+    def auc(p: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return metrics.roc_auc_draws(y, p, w)
 
-    def beats_spy_auc(p: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    def beats_spy_auc(p: np.ndarray, w: np.ndarray) -> np.ndarray:
         # Two columns (not buy side, buy side): the macro AUC of both is the binary AUC.
         buy = metrics.buy_side_probability(p, config.classes())
-        return metrics.roc_auc_draws(beats_spy, np.column_stack([1 - buy, buy]), idx)
+        return metrics.roc_auc_draws(beats_spy, np.column_stack([1 - buy, buy]), w)
 
     skill = {}
     for name, p in proba.items():
-        both = metrics.bootstrap_rows(lambda idx, p=p: np.stack([auc(p, idx), beats_spy_auc(p, idx)]), len(y))
-        low, high = both.confidence_interval
-        skill[name] = {"auc": float(auc(p, everything)[0]), "ci": [float(low[0]), float(high[0])],
+        buy = metrics.buy_side_probability(p, config.classes())
+        skill[name] = {"auc": float(auc(p, everything)[0]), "ci": metrics.percentile_interval(auc(p, weights)),
                        "beats_spy_auc": float(beats_spy_auc(p, everything)[0]),
-                       "beats_spy_ci": [float(low[1]), float(high[1])],
-                       "rank_ic": float(metrics.skill_intervals(y, p, returns, config.classes())["rank_ic"])}
+                       "beats_spy_ci": metrics.percentile_interval(beats_spy_auc(p, weights)),
+                       "rank_ic": float(stats.spearmanr(buy, returns).statistic),
+                       "rank_ic_ci": metrics.percentile_interval(metrics.rank_ic_draws(buy, returns, weights))}
     record = rows["member_record"].to_numpy()[tested]
     known = np.isfinite(record)
     scored = np.column_stack([-record[known], record[known]])
-    raw = metrics.bootstrap_rows(lambda idx: metrics.roc_auc_draws(beats_spy[known], scored, idx),
-                                 int(known.sum())).confidence_interval
     member_record_score = {
         "rows": int(known.sum()),
-        "beats_spy_auc": float(metrics.roc_auc_draws(beats_spy[known], scored, np.arange(known.sum())[None, :])[0]),
-        "beats_spy_ci": [float(raw.low), float(raw.high)],
+        "beats_spy_auc": float(metrics.roc_auc_draws(beats_spy[known], scored, everything[:, known])[0]),
+        "beats_spy_ci": metrics.percentile_interval(metrics.roc_auc_draws(beats_spy[known], scored, weights[:, known])),
         "rank_ic": float(stats.spearmanr(record[known], returns[known]).statistic),
     }
     gains = {}
     for group in FEATURE_GROUPS:
         with_group, without = proba["all"], proba[f"all - {group}"]
-        interval = metrics.bootstrap_rows(lambda idx, a=with_group, b=without: auc(a, idx) - auc(b, idx),
-                                          len(y)).confidence_interval
-        low, high = float(interval.low), float(interval.high)
+        low, high = metrics.percentile_interval(auc(with_group, weights) - auc(without, weights))
         gains[group] = {"gain": float(auc(with_group, everything)[0] - auc(without, everything)[0]),
                         "ci": [low, high], "verdict": "earns" if low > 0 else ("hurts" if high < 0 else "no effect")}
     return {"rows": len(rows), "tested_rows": len(y), "folds": [
@@ -164,11 +162,12 @@ def ablation(rows: pd.DataFrame, config: TrainingConfig, folds: int) -> dict:
 
 def markdown(result: dict) -> str:
     lines = [("| feature set | features | out-of-sample ROC AUC (5 classes) [95% CI] | beats-SPY AUC [95% CI] "
-             "| rank IC |"), "|---|---|---|---|---|"]
+             "| rank IC [95% CI] |"), "|---|---|---|---|---|"]
     for name, row in result["skill"].items():
         lines.append(f"| {name} | {len(feature_sets()[name])} | {row['auc']:.3f} "
                      f"[{row['ci'][0]:.3f}, {row['ci'][1]:.3f}] | {row['beats_spy_auc']:.3f} "
-                     f"[{row['beats_spy_ci'][0]:.3f}, {row['beats_spy_ci'][1]:.3f}] | {row['rank_ic']:+.3f} |")
+                     f"[{row['beats_spy_ci'][0]:.3f}, {row['beats_spy_ci'][1]:.3f}] | {row['rank_ic']:+.3f} "
+                     f"[{row['rank_ic_ci'][0]:+.3f}, {row['rank_ic_ci'][1]:+.3f}] |")
     raw = result["member_record_score"]
     lines += ["", (f"member_record as a score (no model), {raw['rows']} rows: beats-SPY AUC {raw['beats_spy_auc']:.3f} "
               f"[{raw['beats_spy_ci'][0]:.3f}, {raw['beats_spy_ci'][1]:.3f}], rank IC {raw['rank_ic']:+.3f}")]

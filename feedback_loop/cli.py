@@ -190,6 +190,7 @@ def _train(as_of: dt.date | None, use_outcomes: bool, num_classes: str, *, decid
     """`train` and `retrain`: the training job's steps, then (decide) the champion/challenger gate."""
     from feedback_loop.lib.models import flow as training_flow
     from feedback_loop.lib.portfolio.broker import read_policy
+    from feedback_loop.lib.training import metrics as metric_fns
     from feedback_loop.lib.training.config import training_config_for
 
     engine = _app_engine()
@@ -208,7 +209,7 @@ def _train(as_of: dt.date | None, use_outcomes: bool, num_classes: str, *, decid
                f"{metrics['holdout_rows']} holdout rows)")
     for key in ("accuracy", "f1_weighted", "roc_auc_ovr", "brier", "log_loss", "ece"):
         click.echo(f"  holdout {key}: {metrics[key]:.4f}" if metrics.get(key) is not None else f"  holdout {key}: n/a")
-    for key in ("roc_auc_ovr_ci", "accuracy_ci", "top_confidence_excess_pct_ci"):
+    for key in metric_fns.INTERVAL_KEYS:
         if metrics.get(key) is not None:
             click.echo(f"  holdout {key.removesuffix('_ci')} 95% interval: [{metrics[key][0]:.4f}, {metrics[key][1]:.4f}]")
     click.echo(f"  skill: {metrics.get('skill_verdict', 'no edge detected: no skill interval')}")

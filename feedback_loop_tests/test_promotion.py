@@ -73,6 +73,11 @@ def test_supported_gain_with_worse_trading_value_stays_candidate():
     assert "trading value is worse" in decision.reason and "+0.20% vs champion's +0.50%" in decision.reason
 
 
+def _tickers(rows):
+    """Tickers of `rows` holdout rows: five rows each (100 tickers for 500 rows)."""
+    return np.arange(rows) // 5
+
+
 def _noise_proba(rng, rows):
     return rng.dirichlet(np.ones(len(CLASSES)) * 5, rows)
 
@@ -84,7 +89,8 @@ def test_evidence_of_a_noise_challenger_does_not_support_it():
     supported = 0
     for _ in range(40):
         y = rng.integers(0, len(CLASSES), 500)
-        evidence = holdout_evidence(y, _noise_proba(rng, 500), _noise_proba(rng, 500), CLASSES, rng.normal(size=500))
+        evidence = holdout_evidence(y, _noise_proba(rng, 500), _noise_proba(rng, 500), CLASSES, _tickers(500),
+                                    rng.normal(size=500))
         supported += evidence.supported
         assert evidence.accuracy_gain_ci[0] <= evidence.accuracy_gain <= evidence.accuracy_gain_ci[1]
         assert 0 < evidence.p_value <= 1
@@ -99,16 +105,16 @@ def test_evidence_of_a_better_challenger_supports_it_and_measures_its_queue():
     informed = _noise_proba(rng, rows)
     informed[np.arange(rows), y] += 0.5
     informed /= informed.sum(axis=1, keepdims=True)
-    evidence = holdout_evidence(y, informed, _noise_proba(rng, rows), CLASSES, forward)
+    evidence = holdout_evidence(y, informed, _noise_proba(rng, rows), CLASSES, _tickers(rows), forward)
     assert evidence.supported and evidence.p_value < 1 - policy.EVIDENCE_CONFIDENCE
     assert evidence.queue_rows == int(np.ceil(policy.TOP_CONFIDENCE_FRAC * rows))
     assert evidence.new_queue_excess_pct > 2 > evidence.current_queue_excess_pct
     assert evidence.trading_not_worse
-    swapped = holdout_evidence(y, _noise_proba(rng, rows), informed, CLASSES, forward)
+    swapped = holdout_evidence(y, _noise_proba(rng, rows), informed, CLASSES, _tickers(rows), forward)
     assert not swapped.supported and not swapped.trading_not_worse
 
 
 def test_the_same_rows_give_the_same_evidence():
     rng = np.random.default_rng(3)
     y, a, b = rng.integers(0, 5, 300), _noise_proba(rng, 300), _noise_proba(rng, 300)
-    assert holdout_evidence(y, a, b, CLASSES) == holdout_evidence(y, a, b, CLASSES)
+    assert holdout_evidence(y, a, b, CLASSES, _tickers(300)) == holdout_evidence(y, a, b, CLASSES, _tickers(300))

@@ -22,6 +22,7 @@ from feedback_loop.lib.training.artifact import ArtifactIntegrityError, artifact
 from feedback_loop.lib.training.config import TrainingConfig, training_config_for
 from feedback_loop.lib.training.labels import CHECK_DESCRIPTIONS, LabeledSet, training_set_checks
 from feedback_loop.lib.training.labels import blended_training_set as blend_sets
+from feedback_loop.lib.training import metrics as metric_fns
 from feedback_loop.lib.training.model import train_challenger
 
 OWNERS = ["team:ml"]
@@ -66,7 +67,7 @@ def model_metadata(model, record) -> dict:
     holdout = {(k if k.startswith("holdout_") else f"holdout_{k}"): v for k, v in metrics.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     intervals = {f"holdout_{k}": ", ".join(f"{v:.4f}" for v in metrics[k])
-                 for k in ("roc_auc_ovr_ci", "accuracy_ci", "top_confidence_excess_pct_ci") if metrics.get(k) is not None}
+                 for k in metric_fns.INTERVAL_KEYS if metrics.get(k) is not None}
     folds = [{"validation": scheme, "fold": i, "accuracy": fold.get("accuracy"), "f1_weighted": fold.get("f1_weighted")}
              for scheme, runs in metrics.get("folds", {}).items()
              for i, fold in enumerate(runs.get("per_fold", []) if isinstance(runs, dict) else runs)]

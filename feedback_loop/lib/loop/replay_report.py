@@ -60,7 +60,8 @@ SPY_METRIC_KEYS = ("days", "total_return_pct", "sharpe", "sortino", "max_drawdow
 #: Holdout metrics of each trained model, over time.
 HOLDOUT_METRICS = ("accuracy", "f1_weighted", "roc_auc_ovr", "ece")
 #: Their uncertainty (lib/training/metrics.skill_intervals) and the plain verdict.
-SKILL_KEYS = ("roc_auc_ovr_ci", "top_confidence_excess_pct", "top_confidence_excess_pct_ci", "skill_verdict")
+SKILL_KEYS = ("roc_auc_ovr_ci", "rank_ic", "rank_ic_ci", "top_confidence_excess_pct", "top_confidence_excess_pct_ci",
+              "skill_verdict")
 _RETRAIN_KEYS = ("as_of", "trigger", "use_outcomes", "rows", "new_model_id", "old_model_id",
                  "deployed", "accuracy_improvement", "f1_improvement", "reason")
 _BLEND_KEYS = ("old_weight", "reason", "ml_win_rate", "heuristic_win_rate", "sample_size", "difference_ci",
@@ -455,9 +456,10 @@ def _model_lines(name: str, section: dict) -> list[str]:
           _fmt(c.get("p_value"), 3), c["promoted"], c["reason"]] for c in section["comparisons"]])
     lines += ["Holdout metrics of each trained model:", ""] + _table(
         ["as of", "model", "trigger", "deployed", "holdout rows", *HOLDOUT_METRICS, "ROC AUC 95% interval",
-         "top excess %", "top excess 95% interval", "skill"],
+         "rank IC", "rank IC 95% interval", "top excess %", "top excess 95% interval", "skill"],
         [[h["as_of"], h["model_id"], h["trigger"], h["deployed"], h["holdout_rows"],
           *(_fmt(h[k], 4) for k in HOLDOUT_METRICS), _interval(h.get("roc_auc_ovr_ci"), 3),
+          _fmt(h.get("rank_ic"), 3), _interval(h.get("rank_ic_ci"), 3),
           _fmt(h.get("top_confidence_excess_pct")), _interval(h.get("top_confidence_excess_pct_ci")),
           (h.get("skill_verdict") or "no edge detected: no interval").split(":")[0]]
          for h in section["holdout_metrics"]])

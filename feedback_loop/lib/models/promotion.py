@@ -5,8 +5,9 @@ Gains are absolute points: accuracy 0.61 -> 0.63 is a gain of 0.02. A challenger
 promoted only when all three hold:
 
 1. the seeds' rule: accuracy +PROMOTION_MIN_ACCURACY_GAIN or weighted F1 +PROMOTION_MIN_F1_GAIN;
-2. the gain is supported on those rows: a paired bootstrap of the per-row correctness gain
-   and of the per-row log-loss gain, both 95% intervals above 0 (on a 500-row holdout the
+2. the gain is supported on those rows: a paired bootstrap (a ticker's rows at a time,
+   see lib/training/metrics) of the per-row correctness gain and of the per-row
+   log-loss gain, both 95% intervals above 0 (on a 500-row holdout the
    seeds' +2 points is about one standard error, so the rule alone promotes noise);
 3. its trading value is not worse: the mean forward (excess) return of the rows it would
    queue (its top-confidence rows) is not below the champion's on its own top rows.
@@ -31,8 +32,8 @@ _GAIN_DECIMALS = 10
 #: Probabilities are clipped to [eps, 1] for the per-row log loss (as sklearn's log_loss).
 _EPS = np.finfo(float).eps
 
-GATE_TEST = (f"paired bootstrap ({policy.EVIDENCE_BOOTSTRAP_DRAWS} draws, seed {policy.EVIDENCE_SEED}) of "
-             "per-row correctness and per-row log-loss gains")
+GATE_TEST = (f"paired bootstrap of tickers ({policy.EVIDENCE_BOOTSTRAP_DRAWS} draws, seed "
+             f"{policy.EVIDENCE_SEED}) of per-row correctness and per-row log-loss gains")
 
 GATE_DESCRIPTION = (f"promote when accuracy improves by >= {policy.PROMOTION_MIN_ACCURACY_GAIN} or weighted F1 "
                     f"by >= {policy.PROMOTION_MIN_F1_GAIN} (absolute), AND the {GATE_TEST} both have a "
@@ -106,25 +107,27 @@ def _queue_excess(proba: np.ndarray, forward: np.ndarray | None, classes) -> flo
     return float(forward[metric_fns.top_confidence_rows(proba, classes)].mean())
 
 
-def holdout_evidence(labels, new_proba, current_proba, classes, forward_return_pct=None) -> GateEvidence:
-    """Paired bootstrap of the per-row gains of `new_proba` over `current_proba` on the same
-    rows, and each model's mean forward return on the rows it would queue."""
+def holdout_evidence(labels, new_proba, current_proba, classes, tickers, forward_return_pct=None) -> GateEvidence:
+    """Paired cluster bootstrap (`metric_fns.bootstrap_weights` of the rows' `tickers`) of the
+    per-row gains of `new_proba` over `current_proba` on the same rows, and each model's
+    mean forward return on the rows it would queue."""
     y = np.asarray(labels, dtype=int)
     new_p, current_p = np.asarray(new_proba, dtype=float), np.asarray(current_proba, dtype=float)
     rows = np.arange(len(y))
     correct_gain = (new_p.argmax(axis=1) == y).astype(float) - (current_p.argmax(axis=1) == y)
     log_loss_gain = (np.log(np.clip(new_p[rows, y], _EPS, 1.0))
                      - np.log(np.clip(current_p[rows, y], _EPS, 1.0)))
-    result = metric_fns.bootstrap_rows(
-        lambda idx: np.stack([correct_gain[idx].mean(axis=-1), log_loss_gain[idx].mean(axis=-1)]), len(y))
-    (acc_low, ll_low), (acc_high, ll_high) = result.confidence_interval
-    draws = result.bootstrap_distribution
+    weights = metric_fns.bootstrap_weights(tickers)
+    accuracy_draws = metric_fns.weighted_mean_draws(correct_gain, weights)
+    log_loss_draws = metric_fns.weighted_mean_draws(log_loss_gain, weights)
     forward = None if forward_return_pct is None else np.asarray(forward_return_pct, dtype=float)
     return GateEvidence(
         test=GATE_TEST,
-        accuracy_gain=float(correct_gain.mean()), accuracy_gain_ci=(float(acc_low), float(acc_high)),
-        log_loss_gain=float(log_loss_gain.mean()), log_loss_gain_ci=(float(ll_low), float(ll_high)),
-        p_value=max(_p_value(draws[0]), _p_value(draws[1])),
+        accuracy_gain=float(correct_gain.mean()),
+        accuracy_gain_ci=tuple(metric_fns.percentile_interval(accuracy_draws)),
+        log_loss_gain=float(log_loss_gain.mean()),
+        log_loss_gain_ci=tuple(metric_fns.percentile_interval(log_loss_draws)),
+        p_value=max(_p_value(accuracy_draws), _p_value(log_loss_draws)),
         queue_rows=len(metric_fns.top_confidence_rows(new_p, classes)),
         new_queue_excess_pct=_queue_excess(new_p, forward, classes),
         current_queue_excess_pct=_queue_excess(current_p, forward, classes),
@@ -183,6 +186,6 @@ def compare_on_holdout(challenger, champion, holdout: pd.DataFrame) -> HoldoutCo
         return HoldoutComparison(new_metrics, None, decide_promotion(new_metrics, None))
     current_metrics = champion.evaluate(holdout)
     evidence = holdout_evidence(holdout["label"], challenger.predict_proba(holdout),
-                                champion.predict_proba(holdout), challenger.classes,
+                                champion.predict_proba(holdout), challenger.classes, holdout["ticker"],
                                 holdout.get("forward_return_pct"))
     return HoldoutComparison(new_metrics, current_metrics, decide_promotion(new_metrics, current_metrics, evidence))

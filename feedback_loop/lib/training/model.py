@@ -200,8 +200,10 @@ class TrainedModel:
         with skill intervals when the rows carry their forward returns."""
         if frame is self.holdout and self.holdout_metrics is not None:
             return copy.deepcopy(self.holdout_metrics)
+        has_returns = "forward_return_pct" in frame
         return metric_fns.classification_metrics(
-            frame["label"], self.predict_proba(frame), self.classes, frame.get("forward_return_pct"))
+            frame["label"], self.predict_proba(frame), self.classes,
+            frame["forward_return_pct"] if has_returns else None, frame["ticker"] if has_returns else None)
 
 
 def _version(as_of: pd.Timestamp, booster: xgb.Booster, config: TrainingConfig,
@@ -239,7 +241,7 @@ def train_challenger(
     classes = config.classes()
     holdout_proba = calibrator.apply(_margins(booster, holdout, FEATURE_NAMES))
     holdout_result = metric_fns.classification_metrics(holdout["label"], holdout_proba, classes,
-                                                       holdout["forward_return_pct"])
+                                                       holdout["forward_return_pct"], holdout["ticker"])
 
     folds: dict[str, list[dict[str, Any]]] = {}
     if validate:
