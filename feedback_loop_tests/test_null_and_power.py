@@ -64,10 +64,10 @@ def deployed_with_edge(state) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured 2026-12-03: 4 of 70 models with an edge detected, none "
-                                       "promoted with it (median holdout ROC AUC 0.51, rank IC 0.007) while the "
-                                       "planted edge's oracle has rank IC +0.048 on seed 7 (+0.10 mean over "
-                                       "seeds 1-7, chance sd 0.03): the challengers do not extract it (README, "
-                                       "Evidence; issue 15, item 3 open)")
+@pytest.mark.xfail(strict=True, reason="measured 2026-12-03 (ticker bootstrap, rank-IC verdict): 2 of 70 "
+                                       "models with an edge detected, as on the null, none deployed (median holdout "
+                                       "rank IC 0.007) while the planted edge's oracle has rank IC +0.048 on seed 7 "
+                                       "(+0.10 mean over seeds 1-7, chance sd 0.03): the challengers do not extract it "
+                                       "(README, Evidence; issue 15, item 3 open)")
 def test_on_a_planted_edge_the_loop_deploys_a_model_that_captures_it(edge_year):
     assert deployed_with_edge(edge_year)

@@ -44,6 +44,7 @@ from feedback_loop.lib.portfolio.performance import (
     portfolio_metrics,
     win_rate_by_confidence,
 )
+from feedback_loop.lib.training import metrics as metric_fns
 
 #: A confidence bucket takes part in the "rises with confidence" test from this many trades.
 MIN_BUCKET_TRADES = 10
@@ -432,7 +433,7 @@ def _model_lines(name: str, section: dict) -> list[str]:
              (f"Models trained: {section['models_trained']}; promoted: {section['promotions']}; "
               f"final blend weight {_fmt(section['final_blend_weight'])}."), "",
              (f"Skill: edge detected in {section['models_with_edge']} of {section['models_trained']} models "
-              "(ROC AUC interval above 0.5 and top-confidence excess-return interval above 0); "
+              f"({metric_fns.VERDICT_RULE}); "
               + ("no edge detected in any." if not section["models_with_edge"] else "the others: no edge detected.")),
              "", _stability_line(section["stability"]), ""]
     by_trigger = section["retrains_by_trigger"]

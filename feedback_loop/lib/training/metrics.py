@@ -40,6 +40,9 @@ SCALAR_METRICS = ["accuracy", "f1_weighted", "roc_auc_ovr", "brier", "log_loss",
 #: What `skill_intervals` adds to a model's holdout metrics.
 SKILL_KEYS = ["roc_auc_ovr_ci", "accuracy_ci", "rank_ic", "rank_ic_ci", "top_confidence_rows",
               "top_confidence_excess_pct", "top_confidence_excess_pct_ci", "skill_verdict"]
+#: When `skill_verdict` says "edge detected", in words (the replay report states it).
+VERDICT_RULE = ("buy-side rank IC interval above 0 and top-confidence excess-return interval above 0, "
+                f"{policy.EVIDENCE_CONFIDENCE:.0%} bootstrap over tickers")
 #: The skill intervals every view of a model shows (CLI, UI metadata).
 INTERVAL_KEYS = ("roc_auc_ovr_ci", "accuracy_ci", "rank_ic_ci", "top_confidence_excess_pct_ci")
 
