@@ -8,7 +8,11 @@ import pytest
 import sqlalchemy as sa
 
 from feedback_loop.defs.ingest import disclosures, market_prices, politicians
-from feedback_loop.defs.resources import DatabaseResource, DisclosureSourceResource, PriceSourceResource
+from feedback_loop.defs.resources import (
+    DatabaseResource,
+    DisclosureSourceResource,
+    PriceSourceResource,
+)
 from feedback_loop.lib import frames
 from feedback_loop.lib.ingest import store as ingest
 from feedback_loop.lib.ingest.synthetic import generate

@@ -175,9 +175,9 @@ def _scalar(database: DatabaseResource, sql: str):
                 description=("No two accepted disclosures share a natural key (counted over the filing dates that "
                              "changed since they were last verified)."))
 def disclosures_have_unique_natural_keys(database: DatabaseResource) -> dg.AssetCheckResult:
-    with database.get_engine().connect().execution_options(isolation_level="REPEATABLE READ") as conn:
-        with conn.begin():
-            found = ingest.natural_key_duplicates(conn)
+    engine = database.get_engine()
+    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, conn.begin():
+        found = ingest.natural_key_duplicates(conn)
     return dg.AssetCheckResult(passed=found["duplicate_keys"] == 0, severity=dg.AssetCheckSeverity.ERROR,
                                metadata=found)
 

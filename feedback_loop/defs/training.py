@@ -18,11 +18,11 @@ from feedback_loop.lib.models.promotion import GATE_DESCRIPTION
 from feedback_loop.lib.plots import png_markdown
 from feedback_loop.lib.portfolio.broker import read_policy
 from feedback_loop.lib.store import db
+from feedback_loop.lib.training import metrics as metric_fns
 from feedback_loop.lib.training.artifact import ArtifactIntegrityError, artifact_sha256
 from feedback_loop.lib.training.config import TrainingConfig, training_config_for
 from feedback_loop.lib.training.labels import CHECK_DESCRIPTIONS, LabeledSet, training_set_checks
 from feedback_loop.lib.training.labels import blended_training_set as blend_sets
-from feedback_loop.lib.training import metrics as metric_fns
 from feedback_loop.lib.training.model import train_challenger
 
 OWNERS = ["team:ml"]

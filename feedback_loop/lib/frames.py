@@ -7,6 +7,10 @@ database stores them as DATE. Money is USD; returns carry their unit in the name
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
 import pandas as pd
 
 POLITICIAN_COLUMNS = [
@@ -48,8 +52,11 @@ def normalize_dates(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-from dataclasses import dataclass, field
-from typing import Protocol
+def day_numbers(dates) -> np.ndarray:
+    """Midnight dates (datetime64 array or Series) as whole days since the epoch (int64):
+    integer keys for sorting and binary search."""
+    return np.asarray(dates, dtype="datetime64[D]").astype(np.int64)
+
 
 
 @dataclass

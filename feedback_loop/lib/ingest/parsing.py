@@ -821,7 +821,7 @@ def parse_prices(raw: pd.DataFrame, today=None, written_through: pd.Series | Non
     typed |= {"date"} if pd.api.types.is_datetime64_any_dtype(raw["date"]) else set()
     text = _strings(raw[[c for c in frames.PRICE_COLUMNS if c not in typed]])
     ticker = normalize_ticker(text["ticker"])
-    date = _price_date(raw, text["date"] if "date" in text else None)
+    date = _price_date(raw, text.get("date"))
     values = {c: raw[c].astype("float64") if c in typed else _numbers(text[c].str.strip())
               for c in frames.PRICE_COLUMNS[2:]}
     given = {c: raw[c].notna() if c in typed else text[c].str.strip().ne("") for c in frames.PRICE_COLUMNS[2:]}

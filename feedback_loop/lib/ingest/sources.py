@@ -206,4 +206,3 @@ class YFinancePriceSource:
 
     def fingerprint(self) -> None:
         """None: Yahoo restates history at any time, so every ingest takes all it returns."""
-        return None

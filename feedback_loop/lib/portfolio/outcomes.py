@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from feedback_loop.lib.frames import MARKET_TICKER
+from feedback_loop.lib.frames import MARKET_TICKER, day_numbers
 from feedback_loop.lib.policy import WIN_THRESHOLD_PCT
 
 LABEL_RULE = f"win > +{WIN_THRESHOLD_PCT}%, loss < −{WIN_THRESHOLD_PCT}%, else breakeven"
@@ -90,10 +90,6 @@ def outcomes_from_positions(positions: pd.DataFrame, signals: pd.DataFrame, pric
 _DAY_NUMBERS = 1 << 20
 
 
-def _day_numbers(dates: pd.Series) -> np.ndarray:
-    return dates.to_numpy("datetime64[D]").astype("int64")
-
-
 def _directional_outcome(signal_types: pd.Series, return_pct: pd.Series) -> pd.Series:
     """classify(direction × return) for buy/sell types; None for hold or missing types."""
     direction = signal_types.map(SIGNAL_DIRECTION).astype("float64")
@@ -125,10 +121,10 @@ def shadow_outcomes(signals: pd.DataFrame, prices: pd.DataFrame, as_of, horizon_
     tickers = adjusted["ticker"].to_numpy(object)
     names = pd.unique(tickers)
     bar_rank = np.searchsorted(names, tickers)
-    keys = bar_rank * _DAY_NUMBERS + _day_numbers(adjusted["date"])
+    keys = bar_rank * _DAY_NUMBERS + day_numbers(adjusted["date"])
     signal_tickers = called["ticker"].to_numpy(object)
     rank = np.searchsorted(names, signal_tickers)
-    entry = np.searchsorted(keys, rank * _DAY_NUMBERS + _day_numbers(called["as_of"]), side="right")
+    entry = np.searchsorted(keys, rank * _DAY_NUMBERS + day_numbers(called["as_of"]), side="right")
     exit_ = entry + horizon_days - 1
     found = exit_ < len(keys)
     found[found] = bar_rank[exit_[found]] == rank[found]  # so rank is a ticker with bars

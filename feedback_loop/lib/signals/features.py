@@ -76,7 +76,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from feedback_loop.lib import policy, vocab
-from feedback_loop.lib.frames import MARKET_TICKER
+from feedback_loop.lib.frames import MARKET_TICKER, day_numbers
 
 #: Every computed feature, by what it describes (the ablation adds and removes whole groups).
 FEATURE_GROUPS: dict[str, list[str]] = {
@@ -302,8 +302,8 @@ def _disclosure_features(
         np.concatenate([requests["ticker"].to_numpy(dtype=object), eligible["ticker"].to_numpy(dtype=object)])
     )
     request_code, disclosure_code = codes[:n].astype(np.int64), codes[n:].astype(np.int64)
-    filed_day = _day_numbers(eligible["filed"].to_numpy())
-    as_of_day = _day_numbers(requests["as_of"].to_numpy())
+    filed_day = day_numbers(eligible["filed"].to_numpy())
+    as_of_day = day_numbers(requests["as_of"].to_numpy())
     origin = int(filed_day.min()) if len(filed_day) else 0
     span = (int(filed_day.max()) - origin if len(filed_day) else 0) + max(window_days, RECENT_ACTIVITY_DAYS) + 2
 
@@ -358,11 +358,6 @@ def _disclosure_features(
         "owner_joint_share": _ratio(owner_joint, owner_known),
     }
     return counts, features
-
-
-def _day_numbers(dates: np.ndarray) -> np.ndarray:
-    """Midnight datetime64 values as whole days since the epoch (int64)."""
-    return dates.astype("datetime64[D]").astype(np.int64)
 
 
 def _window_sums(start: np.ndarray, end: np.ndarray, weights: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -431,9 +426,9 @@ def _member_record(requests: pd.DataFrame, eligible: pd.DataFrame, prices: pd.Da
     if len(requests) == 0 or sided.empty:
         return out
     side = (sided["buy"] - sided["sell"]).to_numpy()
-    filed_day = _day_numbers(sided["filed"].to_numpy())
+    filed_day = day_numbers(sided["filed"].to_numpy())
     resolved_day, excess = _signed_excess(sided, side, prices)
-    as_of_day = _day_numbers(requests["as_of"].to_numpy())
+    as_of_day = day_numbers(requests["as_of"].to_numpy())
     origin = min(filed_day.min(), as_of_day.min()) - window_days - 1
     span = max(filed_day.max(), as_of_day.max()) - origin + MEMBER_RECORD_LOOKBACK_DAYS + 2
     codes, _ = pd.factorize(np.concatenate([requests["ticker"].to_numpy(dtype=object),
@@ -494,7 +489,7 @@ def _signed_excess(sided: pd.DataFrame, side: np.ndarray, prices: pd.DataFrame) 
     stock_return = at(tickers, exit_) / at(tickers, entry) - 1.0
     market_return = at(market, exit_) / at(market, entry) - 1.0
     excess = np.where(found, side * (stock_return - market_return), np.nan)
-    return _day_numbers(exit_), excess
+    return day_numbers(exit_), excess
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
