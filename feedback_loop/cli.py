@@ -547,7 +547,7 @@ def status(as_of: dt.date, as_json: bool) -> None:
               default=policy.PortfolioPolicy().exit_policy, show_default=True,
               help="The paper portfolio's exit policy (lib/policy.EXIT_RULES); its timeout is the label horizon.")
 @click.option("--processes", type=click.IntRange(min=1), default=min(3, os.cpu_count() or 1), show_default=True,  # 3 arms
-              help="Worker processes the arms run in side by side (1: one after the other, here).")
+              help="Worker processes running the arms side by side (1: every arm in this process, one after the other).")
 def replay(start, end, disclosure_files, legislator_files, price_file, report_dir, persist, exit_policy,
            processes) -> None:
     """Run the loop day by day over [START, END] for every arm and write the comparison report."""
