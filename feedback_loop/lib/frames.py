@@ -58,7 +58,6 @@ def day_numbers(dates) -> np.ndarray:
     return np.asarray(dates, dtype="datetime64[D]").astype(np.int64)
 
 
-
 @dataclass
 class SourceStats:
     """Accounting of one disclosure source: rows_read = accepted + rejected + duplicates_collapsed."""
