@@ -100,9 +100,9 @@ def feature_drift(context: dg.AssetExecutionContext, database: DatabaseResource)
     reference = model_store.load_reference_features(record)
     hits = drift.champion_hits(shadow, record.model_id, day, TrainingConfig.from_dict(record.config))
     live_scores = model.predict_proba(live[FEATURE_NAMES]).max(axis=1) if len(live) else []
-    report = drift.drift_report(reference, live[FEATURE_NAMES] if len(live) else live,
-                                model.predict_proba(reference[FEATURE_NAMES]).max(axis=1), live_scores,
-                                hits, record.metrics.get("accuracy"), FEATURE_NAMES)
+    reference = drift.DriftReference.of(reference, model.predict_proba(reference[FEATURE_NAMES]).max(axis=1),
+                                        FEATURE_NAMES)
+    report = drift.drift_report(reference, live[FEATURE_NAMES] if len(live) else live, live_scores, hits, record.metrics.get("accuracy"), FEATURE_NAMES)
     with engine.begin() as conn:
         drift.write_drift_report(conn, report, day, record.model_id)
     return dg.MaterializeResult(metadata=drift_metadata(report, record.version),

@@ -92,8 +92,8 @@ class ModelEntry:
     trigger: RetrainTrigger
     trained_as_of: pd.Timestamp
     reference_features: pd.DataFrame
-    #: Top-class probabilities on the reference features (drift PSI baseline), computed once.
-    reference_scores: np.ndarray
+    #: The drift tests' reference (sorted feature values, top-class scores), prepared once.
+    drift_reference: drift_lib.DriftReference
     status: str = "candidate"
 
 
@@ -426,8 +426,9 @@ class LoopEngine:
             self.state.retrain_events.append(record.event)
             return
         reference = training[FEATURE_NAMES].reset_index(drop=True)
-        self.state.models[model_id] = ModelEntry(model_id, model, trigger, as_of, reference,
-                                                 model.predict_proba(reference).max(axis=1))
+        drift_reference = drift_lib.DriftReference.of(reference, model.predict_proba(reference).max(axis=1),
+                                                      FEATURE_NAMES)
+        self.state.models[model_id] = ModelEntry(model_id, model, trigger, as_of, reference, drift_reference)
         compared = compare_on_holdout(model, self.state.models[current_id].model if current_id else None,
                                       model.holdout)
         new_metrics, current_metrics, decision = compared.new_metrics, compared.current_metrics, compared.decision
@@ -488,7 +489,7 @@ class LoopEngine:
         scores = [self._live_scores(entry, d) for d in window if d in self._daily_by_date]
         resolved_correct = drift_lib.champion_hits(self.state.shadow, champion, day, self.config)
         report = drift_lib.drift_report(
-            entry.reference_features, live[FEATURE_NAMES], entry.reference_scores,
+            entry.drift_reference, live[FEATURE_NAMES],
             np.concatenate(scores) if scores else np.array([]),
             resolved_correct, entry.model.metrics["accuracy"], FEATURE_NAMES,
         )

@@ -87,7 +87,23 @@ def _values(frame: pd.DataFrame, name: str) -> np.ndarray:
     return pd.to_numeric(frame[name], errors="coerce").dropna().to_numpy(dtype=float)
 
 
-def feature_ks(reference: pd.DataFrame, live: pd.DataFrame, feature_names) -> dict[str, KsResult]:
+@dataclass(frozen=True)
+class DriftReference:
+    """The champion's side of every drift test, prepared once per champion (the loop tests it daily):
+    each feature's non-missing values, sorted as the KS test would sort them, and the top-class scores."""
+
+    values: dict[str, np.ndarray]
+    scores: np.ndarray
+    rows: int
+
+    @classmethod
+    def of(cls, features: pd.DataFrame, scores, feature_names) -> DriftReference:
+        """From the champion's training features and its scores on them; a missing feature column raises KeyError."""
+        return cls({name: np.sort(_values(features, name)) for name in feature_names},
+                   np.asarray(scores, dtype=float), len(features))
+
+
+def feature_ks(reference: DriftReference, live: pd.DataFrame, feature_names) -> dict[str, KsResult]:
     """Two-sample KS test per feature on the non-missing values of each side.
 
     A feature with no value on either side gets statistic and p-value None. An empty frame
@@ -95,7 +111,7 @@ def feature_ks(reference: pd.DataFrame, live: pd.DataFrame, feature_names) -> di
     """
     results = {}
     for name in feature_names:
-        ref, cur = _values(reference, name), _values(live, name)
+        ref, cur = reference.values[name], _values(live, name)
         if len(ref) == 0 or len(cur) == 0:
             results[name] = KsResult(None, None, len(ref), len(cur))
             continue
@@ -138,9 +154,8 @@ def population_stability_index(expected_scores, actual_scores, bins: int = 10) -
 
 
 def drift_report(
-    reference_features: pd.DataFrame,
+    reference: DriftReference,
     live_features: pd.DataFrame,
-    reference_scores,
     live_scores,
     resolved_correct,
     validation_accuracy: float | None,
@@ -148,14 +163,14 @@ def drift_report(
 ) -> DriftReport:
     """Measure drift and recommend an action (see the module doc).
 
-    `reference_features`/`reference_scores` come from the champion's training/validation
-    data, `live_features`/`live_scores` from the recent window; `resolved_correct` holds
+    `reference` comes from the champion's training data, `live_features`/`live_scores` from
+    the recent window; `resolved_correct` holds
     one bool per resolved live prediction (was the predicted class right), or None.
     """
     notes: list[str] = []
     flags: list[str] = []
 
-    ks = feature_ks(reference_features, live_features, feature_names)
+    ks = feature_ks(reference, live_features, feature_names)
     evaluable = [name for name, result in ks.items() if ks_evaluable(result)]
     drifting = [
         name for name in evaluable
@@ -169,7 +184,7 @@ def drift_report(
             f"values: {', '.join(skipped)}"
         )
 
-    reference_scores = np.asarray(reference_scores, dtype=float)
+    reference_scores = reference.scores
     live_scores = np.asarray(live_scores, dtype=float)
     n_ref_scores = int((~np.isnan(reference_scores)).sum())
     n_live_scores = int((~np.isnan(live_scores)).sum())
@@ -226,7 +241,7 @@ def drift_report(
         rolling_accuracy=rolling_accuracy,
         validation_accuracy=validation_accuracy,
         live_rows=len(live_features),
-        reference_rows=len(reference_features),
+        reference_rows=reference.rows,
         resolved_outcomes=resolved,
     )
 
