@@ -379,6 +379,16 @@ def _window_sums(start: np.ndarray, end: np.ndarray, weights: np.ndarray, query:
     return started[np.searchsorted(starts, query, side="right")] - ended[np.searchsorted(ends, query, side="right")]
 
 
+def _window_sum_table(start: np.ndarray, end: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
+    """`_window_sums` for every query key 0..size-1 at once, as a table indexed by the key: one
+    pass over the rows instead of two binary searches per query, for key spaces that fit in
+    memory (filer x day). Exact as `_window_sums`: int64 weights, differences of prefix sums."""
+    table = np.zeros((size + 1, weights.shape[1]), dtype=np.int64)
+    np.add.at(table, np.minimum(start, size), weights)
+    np.add.at(table, np.minimum(end, size), -weights)
+    return np.cumsum(table, axis=0)[:size]
+
+
 def _to_fixed_point(values: np.ndarray) -> np.ndarray:
     """Fractions as int64 multiples of 2^-FIXED_POINT_BITS (clipped to +-FIXED_POINT_LIMIT)."""
     clipped = np.clip(values, -FIXED_POINT_LIMIT, FIXED_POINT_LIMIT)
@@ -418,8 +428,8 @@ def _member_record(requests: pd.DataFrame, eligible: pd.DataFrame, prices: pd.Da
 
     Each request is paired with its ticker's purchases and sales filed in the window (a
     binary search over them sorted by (ticker, day)); each pair's filer record is a
-    windowed sum over the filer's filings keyed by (filer, resolution day), as in
-    `_disclosure_features`. Pairs are built for chunks of requests to bound memory.
+    windowed sum over the filer's filings keyed by (filer, resolution day), tabled once for
+    every (filer, day). Pairs are built for chunks of requests to bound memory.
     """
     out = np.full(len(requests), np.nan)
     sided = eligible.loc[(eligible["buy"] + eligible["sell"]).to_numpy() > 0]
@@ -441,6 +451,9 @@ def _member_record(requests: pd.DataFrame, eligible: pd.DataFrame, prices: pd.Da
     record_start = filer[resolved] * span + resolved_day[resolved] - origin
     record_weights = np.column_stack([_to_fixed_point(excess[resolved]),
                                       np.ones(int(resolved.sum()), dtype=np.int64)])
+    # Every query key (filer, day) is below this: the records of all of them, tabled once.
+    records = _window_sum_table(record_start, record_start + MEMBER_RECORD_LOOKBACK_DAYS, record_weights,
+                                int(filer.max() + 1) * span)
     chunk = 200_000
     for first in range(0, len(requests), chunk):
         rows = np.arange(first, min(first + chunk, len(requests)))
@@ -451,8 +464,7 @@ def _member_record(requests: pd.DataFrame, eligible: pd.DataFrame, prices: pd.Da
         offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
         trade = by_ticker[np.repeat(low, counts) + offsets]
         record_query = filer[trade] * span + as_of_day[pair_row] - origin
-        fixed_total, filings = _window_sums(record_start, record_start + MEMBER_RECORD_LOOKBACK_DAYS,
-                                            record_weights, record_query).T
+        fixed_total, filings = records[record_query].T
         total = _from_fixed_point(fixed_total)
         known = filings > 0
         value = np.where(known, side[trade] * total / (filings + MEMBER_RECORD_PRIOR_FILINGS), 0.0)
