@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 from feedback_loop.lib import policy
 from feedback_loop.lib.training.config import TrainingConfig
 from feedback_loop.lib.training.metrics import (
+    RESAMPLE_BLOCK,
     bootstrap_weights,
     percentile_interval,
     rank_ic_draws,
@@ -21,13 +22,15 @@ from feedback_loop.lib.training.model import train_challenger
 from feedback_loop_tests.test_model import AS_OF, SMALL, planted_frame
 
 CLASSES = TrainingConfig().classes()
+#: More resamples than two blocks, and not a whole number of them: every block boundary is crossed.
+RESAMPLES = 2 * RESAMPLE_BLOCK + 7
 
 
 def test_vectorized_resample_auc_is_sklearns_auc_of_each_resample_with_ties():
     rng = np.random.default_rng(0)
     y, p = rng.integers(0, 5, 300), rng.dirichlet(np.ones(5), 300)
     p[:60] = p[0]  # tree models give many rows the same probabilities
-    idx = rng.integers(0, 300, (50, 300))
+    idx = rng.integers(0, 300, (RESAMPLES, 300))
     expected = [roc_auc_score(y[i], p[i], multi_class="ovr", labels=list(range(5))) for i in idx]
     assert roc_auc_draws(y, p, _weights(idx)) == pytest.approx(expected, abs=1e-6)
 
@@ -42,7 +45,7 @@ def test_vectorized_resample_rank_ic_is_scipys_spearman_of_each_resample_with_ti
     score, returns = rng.random(300), rng.normal(size=300)
     score[:80] = score[0]  # tied scores, as a tree model gives
     returns[100:120] = 0.0
-    idx = rng.integers(0, 300, (50, 300))
+    idx = rng.integers(0, 300, (RESAMPLES, 300))
     expected = [stats.spearmanr(score[i], returns[i]).statistic for i in idx]
     assert rank_ic_draws(score, returns, _weights(idx)) == pytest.approx(expected, abs=1e-9)
 

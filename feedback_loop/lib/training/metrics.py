@@ -17,6 +17,7 @@ rank IC's 95% interval is 0.147 wide resampling rows, 0.151 resampling calendar 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -109,6 +110,19 @@ def _weight_before_and_tied(ordered_weights: np.ndarray, group: np.ndarray, grou
     return before[:, group], (through - before)[:, group]
 
 
+#: Resamples evaluated together by the statistics below. Each resample is computed on its own, so
+#: blocks change no value; they keep the float temporaries near 10 MB (reused by the allocator)
+#: instead of rows x 1,000 resamples (107 MB at 13,444 rows, page-faulted afresh each time):
+#: 2.7-3.4x faster at 13,444 rows, 1.9-2.3x at 1,727 (measured on the 2-core machine).
+RESAMPLE_BLOCK = 100
+
+
+def _in_resample_blocks(statistic: Callable[..., np.ndarray], *columns: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """`statistic(*columns, block)` of each block of RESAMPLE_BLOCK resamples (rows of `weights`), joined."""
+    return np.concatenate([statistic(*columns, weights[first:first + RESAMPLE_BLOCK])
+                           for first in range(0, len(weights), RESAMPLE_BLOCK)])
+
+
 def roc_auc_draws(y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Macro one-vs-rest ROC AUC of each resample (a row of `weights`, see `bootstrap_weights`),
     over the classes present on both sides (as `_roc_auc`).
@@ -117,6 +131,10 @@ def roc_auc_draws(y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> np.ndarr
     half) divided by n_pos * n_neg: vectorized over resamples, as sklearn's roc_auc_score
     costs ~10 ms a call.
     """
+    return _in_resample_blocks(_roc_auc_block, y, p, weights=weights)
+
+
+def _roc_auc_block(y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> np.ndarray:
     aucs = []
     for k in range(p.shape[1]):
         order = np.argsort(p[:, k], kind="stable")
@@ -144,6 +162,10 @@ def _midranks(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
 def rank_ic_draws(score: np.ndarray, returns: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Spearman correlation of `score` and `returns` in each resample: the weighted Pearson
     correlation of their midranks within the resample."""
+    return _in_resample_blocks(_rank_ic_block, score, returns, weights=weights)
+
+
+def _rank_ic_block(score: np.ndarray, returns: np.ndarray, weights: np.ndarray) -> np.ndarray:
     w = weights.astype(np.float64)
     total = w.sum(axis=1, keepdims=True)
     a, b = _midranks(score, weights), _midranks(returns, weights)
