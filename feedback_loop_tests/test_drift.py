@@ -31,10 +31,13 @@ def _scores(seed, rows=500, loc=0.5):
     return np.random.default_rng(seed).normal(loc, 0.1, size=rows)
 
 
+def _reference():
+    return DriftReference.of(_frame(1), _scores(2), FEATURES)
+
+
 def _report(live, live_scores=None, correct=None, validation_accuracy=None):
-    reference = DriftReference.of(_frame(1), _scores(2), FEATURES)
     return drift_report(
-        reference, live, _scores(3, len(live)) if live_scores is None else live_scores,
+        _reference(), live, _scores(3, len(live)) if live_scores is None else live_scores,
         correct, validation_accuracy, FEATURES,
     )
 
@@ -79,7 +82,7 @@ def test_empty_live_frame_is_not_evaluated_but_a_missing_column_raises():
     assert report.recommendation == DriftRecommendation.NO_ACTION and report.live_rows == 0
     assert all(r.statistic is None and r.n_live == 0 for r in report.ks.values())
     with pytest.raises(KeyError):
-        feature_ks(DriftReference.of(_frame(1), _scores(2), FEATURES), _frame(2).drop(columns="f3"), FEATURES)
+        feature_ks(_reference(), _frame(2).drop(columns="f3"), FEATURES)
     with pytest.raises(KeyError):
         DriftReference.of(_frame(1).drop(columns="f3"), _scores(2), FEATURES)
 
@@ -88,7 +91,7 @@ def test_missing_values_are_dropped_per_feature():
     live = _frame(13)
     live.loc[:459, "f4"] = np.nan  # 40 values left: below the live minimum
     live["f5"] = np.nan
-    result = feature_ks(DriftReference.of(_frame(1), _scores(2), FEATURES), live, FEATURES)
+    result = feature_ks(_reference(), live, FEATURES)
     assert result["f4"].n_live == 40 and result["f4"].statistic is not None
     assert result["f5"].statistic is None and result["f5"].n_live == 0
     report = _report(live)

@@ -97,12 +97,13 @@ def feature_drift(context: dg.AssetExecutionContext, database: DatabaseResource)
         return dg.MaterializeResult(metadata={"recommendation": "emergency_retrain", "reason": reason},
                                     check_results=checks.results(monitoring_checks.feature_drift_checks(
                                         None, reason, DriftRecommendation.EMERGENCY_RETRAIN)))
-    reference = model_store.load_reference_features(record)
+    reference_features = model_store.load_reference_features(record)
+    reference = drift.DriftReference.of(
+        reference_features, model.predict_proba(reference_features[FEATURE_NAMES]).max(axis=1), FEATURE_NAMES)
     hits = drift.champion_hits(shadow, record.model_id, day, TrainingConfig.from_dict(record.config))
     live_scores = model.predict_proba(live[FEATURE_NAMES]).max(axis=1) if len(live) else []
-    reference = drift.DriftReference.of(reference, model.predict_proba(reference[FEATURE_NAMES]).max(axis=1),
-                                        FEATURE_NAMES)
-    report = drift.drift_report(reference, live[FEATURE_NAMES] if len(live) else live, live_scores, hits, record.metrics.get("accuracy"), FEATURE_NAMES)
+    report = drift.drift_report(reference, live[FEATURE_NAMES] if len(live) else live, live_scores, hits,
+                                record.metrics.get("accuracy"), FEATURE_NAMES)
     with engine.begin() as conn:
         drift.write_drift_report(conn, report, day, record.model_id)
     return dg.MaterializeResult(metadata=drift_metadata(report, record.version),

@@ -164,8 +164,8 @@ def drift_report(
     """Measure drift and recommend an action (see the module doc).
 
     `reference` comes from the champion's training data, `live_features`/`live_scores` from
-    the recent window; `resolved_correct` holds
-    one bool per resolved live prediction (was the predicted class right), or None.
+    the recent window; `resolved_correct` holds one bool per resolved live prediction (was
+    the predicted class right), or None.
     """
     notes: list[str] = []
     flags: list[str] = []
