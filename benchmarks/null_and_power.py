@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/null_and_power.py                 # edges 0 (pure noise) and 1, 2
     .venv/bin/python benchmarks/null_and_power.py --edges 0 --seed 11
     .venv/bin/python benchmarks/null_and_power.py --edges 0,1 --oracle-seeds 1,2,3   # the edge's size only
+    .venv/bin/python benchmarks/null_and_power.py --edges 0,1,2,3 --extraction-seeds 1,2,3,4,5,6,7,8
 
 For each planted-edge scale (`SyntheticConfig.edge`; 0 = no disclosure predicts a return)
 runs the closed loop and the heuristic arm over a year of the demo's synthetic data (weekly
@@ -26,7 +27,9 @@ from scipy import stats
 from feedback_loop.lib.ingest.synthetic import SyntheticConfig, generate
 from feedback_loop.lib.loop.engine import CLOSED_LOOP_ARM, HEURISTIC_ARM, LoopData, LoopEngine
 from feedback_loop.lib.loop.replay_report import loop_stability
+from feedback_loop.lib.training import metrics
 from feedback_loop.lib.training.config import TrainingConfig
+from feedback_loop.lib.training.model import fold_proba
 
 ORACLE_WINDOW_DAYS = 20
 
@@ -43,6 +46,56 @@ def oracle_rank_ic(ds, start: str, end: str) -> float:
     inside = (pairs["filed"] <= pairs["t0"]) & (pairs["filed"] > pairs["t0"] - pd.Timedelta(days=ORACLE_WINDOW_DAYS))
     net_side = pairs[inside].groupby("index")["side"].sum().reindex(rows.index, fill_value=0)
     return float(stats.spearmanr(net_side, rows["forward_return_pct"]).statistic)
+
+
+def pooled_walk_forward_rank_ic(ds, start: str, end: str) -> dict:
+    """Rank IC of the loop's model recipe and of `member_record` on monthly out-of-sample blocks
+    of [start, end] (module docstring), and the pooled rows' count."""
+    config = TrainingConfig()
+    first = pd.Timestamp(start) - pd.Timedelta(days=config.lookback_days)
+    rows = labeled_rows(ds.disclosures, ds.prices, ds.sectors, first.date().isoformat(), end, config)
+    scores, records, returns = [], [], []
+    for month in pd.date_range(pd.Timestamp(start).to_period("M").to_timestamp(), end, freq="MS"):
+        test = rows[(rows["t0"] >= month) & (rows["t0"] < month + pd.offsets.MonthBegin(1))]
+        train = rows[(rows["t0"] >= month - pd.Timedelta(days=config.lookback_days))
+                     & (rows["t1"] < month - pd.Timedelta(days=config.embargo_days))]
+        if test.empty or train.empty:
+            continue
+        scores.append(metrics.buy_side_probability(fold_proba(train, test, config), config.classes()))
+        records.append(test["member_record"].fillna(0.0).to_numpy())
+        returns.append(test["forward_return_pct"].to_numpy())
+    returns = np.concatenate(returns)
+    return {"rows": len(returns),
+            "loop_model_rank_ic": round(float(stats.spearmanr(np.concatenate(scores), returns).statistic), 4),
+            "member_record_rank_ic": round(float(stats.spearmanr(np.concatenate(records), returns).statistic), 4)}
+
+
+def extraction(edges: list[float], seeds: list[int], start: str, end: str) -> None:
+    """Print `pooled_walk_forward_rank_ic` and the oracle's rank IC per seed and edge, then their
+    mean and standard deviation over the seeds per edge."""
+    measured = []
+    for seed in seeds:
+        for edge in edges:
+            ds = generate(SyntheticConfig(seed=seed, edge=edge))
+            row = {"seed": seed, "edge": edge, "oracle_rank_ic": round(oracle_rank_ic(ds, start, end), 4),
+                   **pooled_walk_forward_rank_ic(ds, start, end)}
+            measured.append(row)
+            print(json.dumps(row), flush=True)
+    table = pd.DataFrame(measured).groupby("edge")[["oracle_rank_ic", "loop_model_rank_ic", "member_record_rank_ic"]]
+    summary = table.agg(["mean", "std"]).round(4)
+    summary.columns = [f"{name}_{stat}" for name, stat in summary.columns]
+    print(json.dumps({"over_seeds": seeds, "by_edge": summary.reset_index().to_dict("records")}), flush=True)
+
+
+def blend_weight_evidence(decisions: list[dict]) -> dict:
+    """How the blend weight's test saw the two sides: the ML side's win-rate lead (points, ML minus
+    heuristic, on the same signals) over the days with a test, and the smallest p-value."""
+    tested = [d["decision"] for d in decisions if d["decision"].p_value is not None]
+    if not tested:
+        return {"days_tested": 0}
+    lead = np.array([(t.ml_win_rate - t.heuristic_win_rate) * 100 for t in tested])
+    return {"days_tested": len(tested), "ml_lead_points_min_median_max": np.round(np.percentile(lead, [0, 50, 100]), 1).tolist(),
+            "min_p_value": round(min(t.p_value for t in tested), 4)}
 
 
 def run_edge(edge: float, seed: int, start: str, end: str) -> dict:
@@ -62,6 +115,7 @@ def run_edge(edge: float, seed: int, start: str, end: str) -> dict:
             out["median_rank_ic"] = round(float(np.median([m["rank_ic"] for m in metrics])), 4)
             out["median_roc_auc"] = round(float(np.median([m["roc_auc_ovr"] for m in metrics])), 4)
             out["models_with_edge"] = sum(m["skill_verdict"].startswith("edge detected") for m in metrics)
+            out["blend_weight_test"] = blend_weight_evidence(state.blend_weight_decisions)
             out["blend_weight_moves"] = [(str(p["as_of"].date()), p["decision"].new_weight)
                                          for p in state.blend_weight_path]
     out["seconds"] = round(time.perf_counter() - started, 1)
@@ -76,8 +130,13 @@ def main() -> None:
     parser.add_argument("--end", default="2024-12-30")
     parser.add_argument("--oracle-seeds", help="comma-separated seeds: print only the oracle rank IC of each "
                                                "seed and edge (no loop), to see the edge's size against chance")
+    parser.add_argument("--extraction-seeds", help="comma-separated seeds: print only how much of the edge the "
+                                                   "model recipe extracts out of sample (no loop)")
     args = parser.parse_args()
     edges = [float(e) for e in args.edges.split(",")]
+    if args.extraction_seeds:
+        extraction(edges, [int(s) for s in args.extraction_seeds.split(",")], args.start, args.end)
+        return
     if args.oracle_seeds:
         for seed in (int(s) for s in args.oracle_seeds.split(",")):
             ics = {edge: round(oracle_rank_ic(generate(SyntheticConfig(seed=seed, edge=edge)), args.start, args.end), 4)
