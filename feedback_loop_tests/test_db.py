@@ -48,6 +48,13 @@ def test_config_defaults_match_policy(engine):
 
 
 def test_blend_weight_bounds_enforced(engine):
+    """The table's CHECK is the policy's range exactly: its bounds are accepted (else the policy
+    widened and the table did not) and just beyond them rejected (else the policy narrowed)."""
+    with engine.begin() as conn:
+        (default,) = conn.execute(sa.text("SELECT ml_blend_weight FROM reference_portfolio_config")).one()
+        for bound in (policy.BLEND_WEIGHT_MIN, policy.BLEND_WEIGHT_MAX):
+            conn.execute(sa.text("UPDATE reference_portfolio_config SET ml_blend_weight = :w"), {"w": bound})
+        conn.execute(sa.text("UPDATE reference_portfolio_config SET ml_blend_weight = :w"), {"w": default})
     for bad in (policy.BLEND_WEIGHT_MIN - 0.01, policy.BLEND_WEIGHT_MAX + 0.01):
         try:
             with engine.begin() as conn:

@@ -11,6 +11,11 @@ from dataclasses import dataclass
 
 from feedback_loop.lib.vocab import ExitPolicy, ExitReason
 
+#: Every comparison of a computed value with a threshold rounds the value to this many decimals
+#: first, so float error at the boundary (0.55 - 0.50 = 0.050000000000000044) cannot decide it.
+#: One constant, so a rule and the asset check that verifies its decision round alike.
+THRESHOLD_DECIMALS = 10
+
 # --- blend weight (ML share of the blended confidence) -------------------------------
 BLEND_WEIGHT_DEFAULT = 0.20
 BLEND_WEIGHT_MIN = 0.10

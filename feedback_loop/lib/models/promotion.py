@@ -26,9 +26,6 @@ import pandas as pd
 from feedback_loop.lib import policy
 from feedback_loop.lib.training import metrics as metric_fns
 
-#: Gains are rounded to this many decimals before comparing, so a gain that is the
-#: threshold up to float error (0.30 - 0.28 = 0.019999999999999962) counts.
-_GAIN_DECIMALS = 10
 #: Probabilities are clipped to [eps, 1] for the per-row log loss (as sklearn's log_loss).
 _EPS = np.finfo(float).eps
 
@@ -68,7 +65,7 @@ class GateEvidence:
         """Unknown forward returns (a holdout stored without them) never count as not worse."""
         if self.new_queue_excess_pct is None or self.current_queue_excess_pct is None:
             return False
-        return round(self.new_queue_excess_pct - self.current_queue_excess_pct, _GAIN_DECIMALS) >= 0
+        return round(self.new_queue_excess_pct - self.current_queue_excess_pct, policy.THRESHOLD_DECIMALS) >= 0
 
     def summary(self) -> str:
         acc, ll = self.accuracy_gain_ci, self.log_loss_gain_ci
@@ -147,8 +144,8 @@ def decide_promotion(new: dict, current: dict | None, evidence: GateEvidence | N
     if evidence is None:
         raise ValueError("a challenger is compared with a champion only with holdout evidence")
 
-    accuracy_gain = round(float(new["accuracy"]) - float(current["accuracy"]), _GAIN_DECIMALS)
-    f1_gain = round(float(new["f1_weighted"]) - float(current["f1_weighted"]), _GAIN_DECIMALS)
+    accuracy_gain = round(float(new["accuracy"]) - float(current["accuracy"]), policy.THRESHOLD_DECIMALS)
+    f1_gain = round(float(new["f1_weighted"]) - float(current["f1_weighted"]), policy.THRESHOLD_DECIMALS)
     accuracy_text = f"accuracy {accuracy_gain:+.4f}"
     f1_text = f"f1_weighted {f1_gain:+.4f}"
 

@@ -42,9 +42,6 @@ BLEND_WEIGHT_FEATURE = "_ml_blend_weight"
 #: Shadow outcomes resolved in the last this many days are the evidence of one evaluation.
 WINDOW_DAYS = policy.BLEND_WEIGHT_WINDOW_DAYS
 _RESOLVED = {Outcome.WIN.value, Outcome.LOSS.value, Outcome.BREAKEVEN.value}
-#: Win-rate differences are rounded before comparing with the margin, so 0.55 - 0.50
-#: (0.050000000000000044 in floats) is exactly the margin and does not move the weight.
-_DECIMALS = 10
 
 
 class ShadowWinCounts(TypedDict):
@@ -229,8 +226,8 @@ def next_blend_weight(
         )
 
     margin = policy.BLEND_WEIGHT_WIN_RATE_MARGIN_FRAC
-    difference = round(ml_rate - heuristic_rate, _DECIMALS)
-    alpha = round(policy.BLEND_WEIGHT_ALPHA, _DECIMALS)
+    difference = round(ml_rate - heuristic_rate, policy.THRESHOLD_DECIMALS)
+    alpha = round(policy.BLEND_WEIGHT_ALPHA, policy.THRESHOLD_DECIMALS)
     if test is None:
         return decision(current, f"ML win rate {ml_rate:.4f} vs heuristic {heuristic_rate:.4f}: no test "
                                  f"(the outcomes span fewer than two tickers or weeks); weight stays {current:.2f}")
@@ -293,7 +290,7 @@ def apply_blend_weight(
             "heuristic_rate": decision.heuristic_win_rate,
             # Percent points, like every `_pct` column.
             "lift_pct": (
-                round((decision.ml_win_rate - decision.heuristic_win_rate) * 100, _DECIMALS)
+                round((decision.ml_win_rate - decision.heuristic_win_rate) * 100, policy.THRESHOLD_DECIMALS)
                 if rates_known else None
             ),
             "sample_size": decision.sample_size,

@@ -15,9 +15,6 @@ from feedback_loop.lib.monitoring.blend_weight import BlendWeightDecision
 from feedback_loop.lib.monitoring.drift import DriftReport, ks_evaluable
 from feedback_loop.lib.vocab import DriftRecommendation
 
-#: Weights are compared after rounding away float error (0.3 - 0.2 = 0.09999999999999998).
-_DECIMALS = 10
-
 WEIGHT_WITHIN_BOUNDS = Check(
     "blend_weight_within_bounds", ERROR,
     f"The weight in force after the decision is within [{policy.BLEND_WEIGHT_MIN}, {policy.BLEND_WEIGHT_MAX}].")
@@ -39,8 +36,8 @@ CHECKS = {
 
 
 def blend_weight_checks(decision: BlendWeightDecision) -> list[CheckOutcome]:
-    move = round(abs(decision.new_weight - decision.old_weight), _DECIMALS)
-    within = policy.BLEND_WEIGHT_MIN <= round(decision.new_weight, _DECIMALS) <= policy.BLEND_WEIGHT_MAX
+    move = round(abs(decision.new_weight - decision.old_weight), policy.THRESHOLD_DECIMALS)
+    within = policy.BLEND_WEIGHT_MIN <= round(decision.new_weight, policy.THRESHOLD_DECIMALS) <= policy.BLEND_WEIGHT_MAX
     return [
         WEIGHT_WITHIN_BOUNDS.outcome(within, new_weight=decision.new_weight, min_weight=policy.BLEND_WEIGHT_MIN,
                                      max_weight=policy.BLEND_WEIGHT_MAX),

@@ -35,8 +35,6 @@ from feedback_loop.lib.vocab import DriftRecommendation
 #: With 10 bins an empty bin then contributes about 0.1 * ln(0.1 / 1e-4) ~ 0.7, i.e.
 #: a bin that empties out is by itself a drift signal — as it should be.
 PSI_EPSILON = 1e-4
-#: Differences are rounded before comparing with a threshold (float error at the boundary).
-_DECIMALS = 10
 
 
 RULE_DESCRIPTION = (
@@ -174,7 +172,7 @@ def drift_report(
     evaluable = [name for name, result in ks.items() if ks_evaluable(result)]
     drifting = [
         name for name in evaluable
-        if round(ks[name].statistic, _DECIMALS) > policy.DRIFT_KS_THRESHOLD
+        if round(ks[name].statistic, policy.THRESHOLD_DECIMALS) > policy.DRIFT_KS_THRESHOLD
     ]
     skipped = [name for name in ks if name not in evaluable]
     if skipped:
@@ -191,7 +189,7 @@ def drift_report(
     psi = None
     if n_ref_scores >= policy.DRIFT_MIN_REFERENCE_ROWS and n_live_scores >= policy.DRIFT_MIN_LIVE_ROWS:
         psi = population_stability_index(reference_scores, live_scores)
-        if round(psi, _DECIMALS) > policy.DRIFT_PSI_THRESHOLD:
+        if round(psi, policy.THRESHOLD_DECIMALS) > policy.DRIFT_PSI_THRESHOLD:
             flags.append(f"score PSI {psi:.4f} > {policy.DRIFT_PSI_THRESHOLD}")
     else:
         notes.append(
@@ -210,7 +208,7 @@ def drift_report(
             f"{policy.DRIFT_MIN_RESOLVED_OUTCOMES}"
         )
     else:
-        drop = round(validation_accuracy - rolling_accuracy, _DECIMALS)
+        drop = round(validation_accuracy - rolling_accuracy, policy.THRESHOLD_DECIMALS)
         if drop > policy.DRIFT_ACCURACY_DROP:
             flags.append(
                 f"rolling accuracy {rolling_accuracy:.4f} is {drop:.4f} below validation "
